@@ -1,0 +1,71 @@
+/**
+ * Size and count limits for untrusted input (I5), in one frozen table with the reason for each
+ * value. Every limit is configurable per config node; these are the defaults.
+ * See docs/PROTOCOL.md §7.
+ */
+
+export interface Limits {
+  /** Whole key announcement: header + two public keys + certificate + signature. */
+  readonly maxAnnouncementBytes: number;
+  /** Whole certificate: two public keys, topic filters and a CA signature. */
+  readonly maxCertificateBytes: number;
+  /** Whole data envelope (capsule + ciphertext + signature). */
+  readonly maxEnvelopeBytes: number;
+  /** Topic filters one certificate may carry. */
+  readonly maxTopicFilters: number;
+  /** Bytes of one topic or topic filter (UTF-8). */
+  readonly maxTopicBytes: number;
+  /** Trusted peers one receiver keeps; new peers beyond it are refused (state insertion bound). */
+  readonly maxPeers: number;
+  /** Sliding replay window width in sequence numbers (I4). */
+  readonly replayWindow: number;
+  /** Accepted clock skew for envelope timestamps in ms; 0 turns the check off. */
+  readonly maxClockSkewMs: number;
+}
+
+export const DEFAULT_LIMITS: Limits = Object.freeze({
+  // ML-KEM-1024 pk (1568) + ML-DSA-65 pk (1952) twice (announcement + certificate), an ML-DSA-65
+  // device signature (3309), a CA signature (3309) and 32 topic filters fit well below this.
+  maxAnnouncementBytes: 32 * 1024,
+  // Two public keys (≤ 3520), CA signature (≤ 3309), filters (32 × ≤ 1024 in theory; typical < 1 KiB).
+  maxCertificateBytes: 16 * 1024,
+  // Industrial telemetry is small; 1 MiB leaves room for images or files while bounding memory.
+  maxEnvelopeBytes: 1024 * 1024,
+  // Enough for any realistic device role; keeps matching cost per message bounded.
+  maxTopicFilters: 32,
+  // MQTT allows 65535; real topics stay far below, and every byte is hashed per message.
+  maxTopicBytes: 1024,
+  // Bounds memory spent on announcements an attacker could spray on pqc/keys/#.
+  maxPeers: 1024,
+  // Seed 004 (I4): 64-bit bitmap.
+  replayWindow: 64,
+  // Off by default: many field devices have no trusted clock; replay windows do not need time.
+  maxClockSkewMs: 0,
+});
+
+const BOUNDS: Readonly<Record<keyof Limits, readonly [number, number]>> = Object.freeze({
+  maxAnnouncementBytes: [1024, 1024 * 1024],
+  maxCertificateBytes: [1024, 256 * 1024],
+  maxEnvelopeBytes: [256, 256 * 1024 * 1024],
+  maxTopicFilters: [1, 1024],
+  maxTopicBytes: [1, 65535],
+  maxPeers: [1, 1_000_000],
+  replayWindow: [1, 4096],
+  maxClockSkewMs: [0, 365 * 24 * 3600 * 1000],
+});
+
+/** Merges overrides into the defaults; an out-of-range or non-integer value is a local error. */
+export function resolveLimits(overrides: Partial<Record<keyof Limits, unknown>> = {}): Limits {
+  const out: Record<string, number> = { ...DEFAULT_LIMITS };
+  for (const [key, raw] of Object.entries(overrides)) {
+    if (!(key in BOUNDS)) throw new Error(`unknown limit "${key}"`);
+    if (raw === undefined || raw === null || raw === '') continue;
+    const value = typeof raw === 'string' ? Number(raw) : raw;
+    const [min, max] = BOUNDS[key as keyof Limits];
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      throw new Error(`limit "${key}" must be an integer from ${min} to ${max}`);
+    }
+    out[key] = value;
+  }
+  return Object.freeze(out) as unknown as Limits;
+}

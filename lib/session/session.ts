@@ -1,0 +1,234 @@
+/**
+ * The sans-I/O secure session of one device (one per config node): it is fed topics, payload
+ * bytes and the current time, and returns verdicts and bytes to publish. It never reads a
+ * clock, a file or the network. docs/PROTOCOL.md §4–6.
+ */
+import { cryptoBackend } from '../crypto/backend';
+import { bytesEqual } from '../crypto/symmetric';
+import { resolveLimits, type Limits } from '../limits';
+import { fail, ok, type Result } from '../result';
+import { checkValidity } from '../trust/certificates';
+import { mayPublish, maySubscribe, summarize, type PeerSummary, type TrustedPeer } from '../trust/peers';
+import { EMPTY_WINDOW, replayCheck, replayCommit, type ReplayWindow } from '../trust/replay';
+import { isValidTopicName, matchesAny } from '../trust/topics';
+import type { CaPublicKey } from '../wire/ca-key';
+import { decodeCertificate, roleAllowsPublish } from '../wire/certificate';
+import { toHex } from '../wire/common';
+import { decodeDirectEnvelope, messageDigest } from '../wire/envelope';
+import { isValidDeviceId } from '../wire/fields';
+import { buildAnnouncement, evaluateAnnouncement } from './announce';
+import { openDirectCiphertext, sealDirectEnvelope } from './direct';
+import type { SecurityProvider } from './provider';
+
+export const DEFAULT_KEYS_TOPIC_PREFIX = 'pqc/keys/';
+
+export interface SessionOptions {
+  provider: SecurityProvider;
+  /** The pinned CA public key (trust anchor); required in strict mode. */
+  caPublicKey?: CaPublicKey;
+  /** Strict mode (default true): peers need a certificate that verifies under the CA (I1). */
+  strict?: boolean;
+  limits?: Partial<Limits>;
+  keysTopicPrefix?: string;
+  /** First sequence number to send; by default derived from the time of the first send. */
+  initialSequence?: bigint;
+}
+
+export interface OpenedMessage {
+  data: Uint8Array;
+  sender: string;
+  keyId: string;
+  keyEpoch: number;
+  seq: bigint;
+  timestamp: number;
+  suite: string;
+}
+
+export interface AnnouncementVerdict {
+  deviceId: string;
+  keyId: string;
+  keyEpoch: number;
+  /** False when the same announcement was already trusted (retained re-delivery). */
+  changed: boolean;
+}
+
+/**
+ * Sequence numbers start at (ms since epoch) << 20, so a restarted sender without stored state
+ * still continues above everything it sent before, unless it sent over 2^20 messages per ms of
+ * its uptime or its clock went back. Persisted reservations (trust lifecycle) refine this.
+ */
+export function initialSequenceFor(nowMs: number): bigint {
+  return BigInt(Math.floor(nowMs)) << 20n;
+}
+
+export function suiteName(peer: Pick<TrustedPeer, 'sigAlgorithm'>, kem: string): string {
+  return `${kem}/${peer.sigAlgorithm}/AES-256-GCM`;
+}
+
+export class SecureSession {
+  readonly deviceId: string;
+  readonly strict: boolean;
+  readonly limits: Limits;
+  readonly keysTopicPrefix: string;
+  private readonly provider: SecurityProvider;
+  private readonly ca: CaPublicKey | undefined;
+  private readonly peers = new Map<string, TrustedPeer>();
+  private readonly windows = new Map<string, ReplayWindow>();
+  private nextSeq: bigint | undefined;
+
+  constructor(opts: SessionOptions) {
+    this.provider = opts.provider;
+    this.deviceId = opts.provider.deviceId;
+    this.strict = opts.strict ?? true;
+    this.ca = opts.caPublicKey;
+    this.limits = resolveLimits(opts.limits ?? {});
+    this.keysTopicPrefix = opts.keysTopicPrefix ?? DEFAULT_KEYS_TOPIC_PREFIX;
+    if (!isValidTopicName(this.keysTopicPrefix + 'x') || !this.keysTopicPrefix.endsWith('/')) {
+      throw new Error('keys topic prefix must be a topic ending in "/" without wildcards');
+    }
+    if (this.strict && !this.ca) throw new Error('strict mode needs the CA public key (trust anchor)');
+    if (this.strict && !this.provider.certificate) throw new Error('strict mode needs a certificate in this device identity');
+    this.nextSeq = opts.initialSequence;
+  }
+
+  announcementTopic(): string {
+    return this.keysTopicPrefix + this.deviceId;
+  }
+
+  announcementFilter(): string {
+    return this.keysTopicPrefix + '+';
+  }
+
+  isAnnouncementTopic(topic: string): boolean {
+    return topic.startsWith(this.keysTopicPrefix) && !topic.slice(this.keysTopicPrefix.length).includes('/');
+  }
+
+  buildAnnouncement(now: number): Promise<Uint8Array> {
+    return buildAnnouncement(this.provider, now, (d) => this.provider.sign(d));
+  }
+
+  /** Feeds one message from the keys topic; a trusted peer is installed only if every check passes. */
+  async handleAnnouncement(topic: string, payload: Uint8Array, now: number): Promise<Result<AnnouncementVerdict>> {
+    // I5: size before anything else; I0: the id from the topic before any state lookup or crypto.
+    if (!(payload instanceof Uint8Array)) return fail('bad-field', 'payload is not bytes');
+    if (payload.length > this.limits.maxAnnouncementBytes) return fail('too-large');
+    if (!this.isAnnouncementTopic(topic)) return fail('topic-mismatch');
+    const topicId = topic.slice(this.keysTopicPrefix.length);
+    if (!isValidDeviceId(topicId)) return fail('bad-id');
+    if (topicId === this.deviceId) return fail('own-message');
+    const current = this.peers.get(topicId);
+    if (!current && this.peers.size >= this.limits.maxPeers) return fail('peer-limit');
+    const r = evaluateAnnouncement(payload, topicId, current, { strict: this.strict, ca: this.ca, limits: this.limits }, now);
+    if (!r.ok) return r;
+    const peer = r.value.peer;
+    this.peers.set(peer.deviceId, peer);
+    return ok({ deviceId: peer.deviceId, keyId: toHex(peer.keyId), keyEpoch: peer.keyEpoch, changed: r.value.kind === 'trusted' });
+  }
+
+  /**
+   * Encrypts `data` for one trusted recipient and signs it. Throws (local misuse, reported to
+   * the flow) when the recipient is unknown or either certificate forbids the topic.
+   */
+  async sealDirect(topic: string, data: Uint8Array, recipientId: string, now: number): Promise<Uint8Array> {
+    if (!isValidTopicName(topic, this.limits.maxTopicBytes)) throw new Error(`invalid topic ${JSON.stringify(topic)}`);
+    const recipient = this.peers.get(recipientId);
+    if (!recipient) {
+      throw new Error(`recipient "${recipientId}" has no trusted key yet (waiting for its announcement on ${this.keysTopicPrefix}${recipientId})`);
+    }
+    this.assertMayPublish(topic, now);
+    if (this.strict && !maySubscribe(recipient, topic)) {
+      throw new Error(`recipient "${recipientId}" is not authorized by its certificate to read "${topic}"`);
+    }
+    const seq = this.takeSequence(now);
+    const envelope = await sealDirectEnvelope({
+      topic,
+      data,
+      sender: this.provider,
+      recipient,
+      seq,
+      timestamp: now,
+      sign: (d) => this.provider.sign(d),
+    });
+    if (envelope.length > this.limits.maxEnvelopeBytes) {
+      throw new Error(`envelope of ${envelope.length} bytes exceeds the limit of ${this.limits.maxEnvelopeBytes}`);
+    }
+    return envelope;
+  }
+
+  /**
+   * Checks, verifies and decrypts one envelope. Order: size, framing, sender, key, rights,
+   * validity, replay (read-only), signature, decryption, then replay commit (I3, I4, I5).
+   */
+  async open(topic: string, payload: Uint8Array, now: number): Promise<Result<OpenedMessage>> {
+    if (!(payload instanceof Uint8Array)) return fail('bad-field', 'payload is not bytes');
+    if (payload.length > this.limits.maxEnvelopeBytes) return fail('too-large');
+    if (!isValidTopicName(topic, this.limits.maxTopicBytes)) return fail('bad-field', 'topic');
+    const d = decodeDirectEnvelope(payload, this.limits);
+    if (!d.ok) return d;
+    const env = d.value;
+    if (env.senderId === this.deviceId) return fail('own-message');
+    const peer = this.peers.get(env.senderId);
+    if (!peer) return fail('unknown-sender');
+    if (env.senderKeyEpoch !== peer.keyEpoch || !bytesEqual(env.senderKeyId, peer.keyId) || env.sigAlgorithm !== peer.sigAlgorithm) {
+      return fail('stale-key');
+    }
+    if (
+      env.recipientId !== this.deviceId || !bytesEqual(env.recipientKeyId, this.provider.keyId) ||
+      env.kemAlgorithm !== this.provider.kemAlgorithm
+    ) {
+      return fail('not-for-me');
+    }
+    if (!mayPublish(peer, topic)) return fail('not-authorized');
+    const validity = checkValidity(peer, now);
+    if (!validity.ok) return validity;
+    const timestamp = Number(env.timestamp);
+    if (this.limits.maxClockSkewMs > 0 && Math.abs(timestamp - now) > this.limits.maxClockSkewMs) return fail('stale');
+    const seen = replayCheck(this.windowOf(peer.deviceId), env.seq, this.limits.replayWindow);
+    if (seen !== 'fresh') return fail(seen);
+    if (!cryptoBackend().verify(peer.sigAlgorithm, env.signature, messageDigest(env.senderId, topic, env.blob), peer.sigPublicKey)) {
+      return fail('bad-signature');
+    }
+    const data = await openDirectCiphertext(env, topic, (c) => this.provider.decapsulate(c));
+    if (data === undefined) return fail('decrypt-failed');
+    // Another copy may have been accepted while this one awaited decapsulation: check again.
+    const window = this.windowOf(peer.deviceId);
+    const again = replayCheck(window, env.seq, this.limits.replayWindow);
+    if (again !== 'fresh') return fail(again);
+    this.windows.set(peer.deviceId, replayCommit(window, env.seq, this.limits.replayWindow));
+    return ok({
+      data,
+      sender: peer.deviceId,
+      keyId: toHex(peer.keyId),
+      keyEpoch: peer.keyEpoch,
+      seq: env.seq,
+      timestamp,
+      suite: suiteName(peer, env.kemAlgorithm),
+    });
+  }
+
+  /** Trusted peers, public data only. */
+  listPeers(): PeerSummary[] {
+    return [...this.peers.values()].map(summarize);
+  }
+
+  private windowOf(deviceId: string): ReplayWindow {
+    return this.windows.get(deviceId) ?? EMPTY_WINDOW;
+  }
+
+  private takeSequence(now: number): bigint {
+    const seq = this.nextSeq ?? initialSequenceFor(now);
+    this.nextSeq = seq + 1n;
+    return seq;
+  }
+
+  private assertMayPublish(topic: string, now: number): void {
+    if (!this.strict) return;
+    const cert = this.provider.certificate ? decodeCertificate(this.provider.certificate, this.limits) : undefined;
+    if (!cert || !cert.ok) throw new Error('this device has no valid certificate');
+    if (!roleAllowsPublish(cert.value.roles) || !matchesAny(cert.value.topics, topic)) {
+      throw new Error(`this device's certificate does not allow publishing on "${topic}"`);
+    }
+    const validity = checkValidity(cert.value, now);
+    if (!validity.ok) throw new Error(`this device's certificate is ${validity.reason === 'expired' ? 'expired' : 'not yet valid'}`);
+  }
+}

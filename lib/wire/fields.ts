@@ -1,0 +1,263 @@
+/**
+ * Field codec shared by every wire structure (docs/PROTOCOL.md §2).
+ * Layouts are declared as data: a `struct({...})` of fields, encoded in key order, big-endian.
+ * Decoding never throws on the peer's bytes: a field that does not fit records a Reason and
+ * returns undefined, and the structure decoder turns that into a Result.
+ */
+import { fail, ok, type Reason, type Result } from '../result';
+
+export class Writer {
+  private chunks: Uint8Array[] = [];
+  private size = 0;
+
+  push(bytes: Uint8Array): void {
+    this.chunks.push(bytes);
+    this.size += bytes.length;
+  }
+
+  finish(): Uint8Array {
+    const out = new Uint8Array(this.size);
+    let offset = 0;
+    for (const c of this.chunks) {
+      out.set(c, offset);
+      offset += c.length;
+    }
+    return out;
+  }
+}
+
+export class Reader {
+  offset = 0;
+  failure: Reason | undefined;
+
+  constructor(readonly bytes: Uint8Array) {}
+
+  get remaining(): number {
+    return this.bytes.length - this.offset;
+  }
+
+  /** Records the first failure only, so the reason names the earliest bad field. */
+  fail(reason: Reason): undefined {
+    if (this.failure === undefined) this.failure = reason;
+    return undefined;
+  }
+
+  take(n: number): Uint8Array | undefined {
+    if (this.failure !== undefined) return undefined;
+    if (n > this.remaining) return this.fail('truncated');
+    const out = this.bytes.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    return out;
+  }
+}
+
+export interface Field<T> {
+  readonly name: string;
+  encode(w: Writer, value: T): void;
+  decode(r: Reader): T | undefined;
+}
+
+export type FieldValue<F> = F extends Field<infer T> ? T : never;
+
+function uint(bytes: 1 | 2 | 4): Field<number> {
+  const max = 2 ** (8 * bytes) - 1;
+  return {
+    name: `u${8 * bytes}`,
+    encode(w, value) {
+      if (!Number.isInteger(value) || value < 0 || value > max) {
+        throw new RangeError(`u${8 * bytes} out of range: ${value}`);
+      }
+      const b = new Uint8Array(bytes);
+      for (let i = bytes - 1, v = value; i >= 0; i--, v = Math.floor(v / 256)) b[i] = v & 0xff;
+      w.push(b);
+    },
+    decode(r) {
+      const b = r.take(bytes);
+      if (b === undefined) return undefined;
+      let v = 0;
+      for (const x of b) v = v * 256 + x;
+      return v;
+    },
+  };
+}
+
+export const u8 = uint(1);
+export const u16 = uint(2);
+export const u32 = uint(4);
+
+export const u64: Field<bigint> = {
+  name: 'u64',
+  encode(w, value) {
+    if (typeof value !== 'bigint' || value < 0n || value >= 1n << 64n) {
+      throw new RangeError(`u64 out of range: ${String(value)}`);
+    }
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, value, false);
+    w.push(b);
+  },
+  decode(r) {
+    const b = r.take(8);
+    if (b === undefined) return undefined;
+    return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, false);
+  },
+};
+
+/** Exactly n bytes, no length prefix. */
+export function fixed(n: number): Field<Uint8Array> {
+  return {
+    name: `bytes[${n}]`,
+    encode(w, value) {
+      if (!(value instanceof Uint8Array) || value.length !== n) {
+        throw new RangeError(`expected ${n} bytes, got ${value?.length}`);
+      }
+      w.push(value);
+    },
+    decode(r) {
+      const b = r.take(n);
+      return b === undefined ? undefined : Uint8Array.from(b);
+    },
+  };
+}
+
+/** Bytes with a big-endian length prefix of `prefix` bytes; longer than `max` is `bad-length`. */
+export function sized(prefix: 1 | 2 | 4, max: number, min = 0): Field<Uint8Array> {
+  const len = uint(prefix);
+  return {
+    name: `bytes${8 * prefix}`,
+    encode(w, value) {
+      if (!(value instanceof Uint8Array) || value.length > max || value.length < min) {
+        throw new RangeError(`length ${value?.length} outside ${min}..${max}`);
+      }
+      len.encode(w, value.length);
+      w.push(value);
+    },
+    decode(r) {
+      const n = len.decode(r);
+      if (n === undefined) return undefined;
+      if (n > max || n < min) return r.fail('bad-length');
+      const b = r.take(n);
+      return b === undefined ? undefined : Uint8Array.from(b);
+    },
+  };
+}
+
+/** I0: device ids are 1..128 ASCII characters of [A-Za-z0-9_.-]. */
+export const DEVICE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
+
+export function isValidDeviceId(id: unknown): id is string {
+  return typeof id === 'string' && DEVICE_ID_PATTERN.test(id);
+}
+
+/** A device id: u8 length, then ASCII; anything but I0's alphabet is `bad-id`. */
+export const deviceId: Field<string> = {
+  name: 'device-id',
+  encode(w, value) {
+    if (!isValidDeviceId(value)) throw new RangeError(`invalid device id ${JSON.stringify(value)}`);
+    u8.encode(w, value.length);
+    w.push(Buffer.from(value, 'ascii'));
+  },
+  decode(r) {
+    const n = u8.decode(r);
+    if (n === undefined) return undefined;
+    if (n < 1 || n > 128) return r.fail('bad-id');
+    const b = r.take(n);
+    if (b === undefined) return undefined;
+    for (const c of b) {
+      const okChar =
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) ||
+        c === 0x2d || c === 0x2e || c === 0x5f;
+      if (!okChar) return r.fail('bad-id');
+    }
+    return Buffer.from(b).toString('ascii');
+  },
+};
+
+/** UTF-8 text with a u16 length prefix; invalid UTF-8 or a NUL is `bad-field`. */
+export function text16(max: number): Field<string> {
+  const raw = sized(2, max, 1);
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  return {
+    name: 'text16',
+    encode(w, value) {
+      raw.encode(w, new TextEncoder().encode(value));
+    },
+    decode(r) {
+      const b = raw.decode(r);
+      if (b === undefined) return undefined;
+      try {
+        const s = decoder.decode(b);
+        return s.includes('\u0000') ? r.fail('bad-field') : s;
+      } catch {
+        return r.fail('bad-field');
+      }
+    },
+  };
+}
+
+/** A u8 count followed by that many items; a count outside 1..max is `bad-length`. */
+export function list<T>(item: Field<T>, max: number): Field<T[]> {
+  return {
+    name: `list<${item.name}>`,
+    encode(w, values) {
+      if (values.length < 1 || values.length > max) throw new RangeError(`list of ${values.length} outside 1..${max}`);
+      u8.encode(w, values.length);
+      for (const v of values) item.encode(w, v);
+    },
+    decode(r) {
+      const n = u8.decode(r);
+      if (n === undefined) return undefined;
+      if (n < 1 || n > max) return r.fail('bad-length');
+      const out: T[] = [];
+      for (let i = 0; i < n; i++) {
+        const v = item.decode(r);
+        if (v === undefined) return undefined;
+        out.push(v);
+      }
+      return out;
+    },
+  };
+}
+
+type Shape = Record<string, Field<unknown>>;
+export type StructValue<S extends Shape> = { [K in keyof S]: FieldValue<S[K]> };
+
+/** A sequence of named fields, encoded in declaration order. */
+export function struct<S extends Shape>(fields: S): Field<StructValue<S>> & { fields: S } {
+  const entries = Object.entries(fields);
+  return {
+    name: 'struct',
+    fields,
+    encode(w, value) {
+      for (const [k, f] of entries) f.encode(w, (value as Record<string, unknown>)[k]);
+    },
+    decode(r) {
+      const out: Record<string, unknown> = {};
+      for (const [k, f] of entries) {
+        const v = f.decode(r);
+        if (v === undefined) return undefined;
+        out[k] = v;
+      }
+      return out as StructValue<S>;
+    },
+  };
+}
+
+export function encode<T>(field: Field<T>, value: T): Uint8Array {
+  const w = new Writer();
+  field.encode(w, value);
+  return w.finish();
+}
+
+/**
+ * Decodes a whole buffer: size first (I5), then the fields, then no trailing bytes.
+ * `extra` runs on the decoded value for checks that need more than one field.
+ */
+export function decodeAll<T>(field: Field<T>, bytes: Uint8Array, maxBytes: number): Result<T> {
+  if (!(bytes instanceof Uint8Array)) return fail('bad-field', 'input is not bytes');
+  if (bytes.length > maxBytes) return fail('too-large', `${bytes.length} > ${maxBytes} bytes`);
+  const r = new Reader(bytes);
+  const value = field.decode(r);
+  if (value === undefined || r.failure !== undefined) return fail(r.failure ?? 'truncated');
+  if (r.remaining !== 0) return fail('trailing-data', `${r.remaining} bytes`);
+  return ok(value);
+}
