@@ -1,0 +1,189 @@
+/**
+ * Builds the deterministic test vectors (docs/PROTOCOL.md §9) from fixed seeds and randomness,
+ * so another implementation (device firmware in C or Rust) can be checked byte for byte.
+ * `node dist/test/vectors/build.js --write` rewrites test/vectors/vectors.json; the vectors
+ * test rebuilds them with every available crypto backend and compares.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { KEM_ALGORITHMS, type KemAlgorithm, type SigAlgorithm } from '../../lib/crypto/algorithms';
+import { cryptoBackend } from '../../lib/crypto/backend';
+import { sha256 } from '../../lib/crypto/symmetric';
+import { buildAnnouncement } from '../../lib/session/announce';
+import { deriveMessageKey, sealDirectEnvelope } from '../../lib/session/direct';
+import { createCa, createIdentity, issueCertificate, type IdentityBundle } from '../../lib/session/identity';
+import { certificateDigest } from '../../lib/trust/certificates';
+import { caPublicKeyToText, encodeCaPublicKey } from '../../lib/wire/ca-key';
+import { announcementDigest, decodeAnnouncement } from '../../lib/wire/announcement';
+import { decodeCertificate } from '../../lib/wire/certificate';
+import { toHex } from '../../lib/wire/common';
+import { decodeDirectEnvelope, envelopeAad, messageDigest } from '../../lib/wire/envelope';
+
+export interface VectorCase {
+  name: string;
+  inputs: {
+    caSigAlgorithm: SigAlgorithm;
+    caSeed: string;
+    kemAlgorithm: KemAlgorithm;
+    sigAlgorithm: SigAlgorithm;
+    sender: { deviceId: string; keyEpoch: number; kemSeed: string; sigSeed: string };
+    recipient: { deviceId: string; keyEpoch: number; kemSeed: string; sigSeed: string };
+    certificate: { roles: 'pub' | 'sub' | 'both'; topics: string[]; notBefore: number; notAfter: number; signingRandom: string };
+    recipientCertificate: { roles: 'pub' | 'sub' | 'both'; topics: string[]; notBefore: number; notAfter: number; signingRandom: string };
+    announcement: { issuedAt: number; signingRandom: string };
+    envelope: { topic: string; data: string; seq: string; timestamp: number; encapsulationRandom: string; nonce: string; signingRandom: string };
+  };
+  outputs: {
+    caPublicKey: string;
+    caPublicKeyText: string;
+    senderKemPublicKey: string;
+    senderSigPublicKey: string;
+    senderKeyId: string;
+    recipientKemPublicKey: string;
+    recipientKeyId: string;
+    certificateDigest: string;
+    certificate: string;
+    announcementDigest: string;
+    announcement: string;
+    capsule: string;
+    sharedSecret: string;
+    messageKey: string;
+    aad: string;
+    messageDigest: string;
+    envelope: string;
+  };
+}
+
+const hex = (b: Uint8Array): string => toHex(b);
+const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
+/** Fixed "random" bytes: SHA-256 of a label, repeated to length. */
+function fixedBytes(label: string, n: number): string {
+  const out = new Uint8Array(n);
+  for (let i = 0, block = 0; i < n; block++) {
+    const h = sha256(new TextEncoder().encode(`${label}#${block}`));
+    for (let j = 0; j < h.length && i < n; j++) out[i++] = h[j];
+  }
+  return hex(out);
+}
+
+export function vectorInputs(): VectorCase['inputs'][] {
+  const t0 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+  const day = 86_400_000;
+  const make = (name: string, ca: SigAlgorithm, kem: KemAlgorithm, sig: SigAlgorithm, kemSeedLen = 64): VectorCase['inputs'] => {
+    const sigSeedLen = sig === 'Falcon-512' ? 48 : 32;
+    const caSeedLen = ca === 'Falcon-512' ? 48 : 32;
+    return {
+      caSigAlgorithm: ca,
+      caSeed: fixedBytes(`${name}/ca`, caSeedLen),
+      kemAlgorithm: kem,
+      sigAlgorithm: sig,
+      sender: { deviceId: 'sensor-01', keyEpoch: 1, kemSeed: fixedBytes(`${name}/s/kem`, kemSeedLen), sigSeed: fixedBytes(`${name}/s/sig`, sigSeedLen) },
+      recipient: { deviceId: 'flow.controller_1', keyEpoch: 3, kemSeed: fixedBytes(`${name}/r/kem`, kemSeedLen), sigSeed: fixedBytes(`${name}/r/sig`, sigSeedLen) },
+      certificate: { roles: 'pub', topics: ['plant/+/temperature', 'plant/line-1/#'], notBefore: t0, notAfter: t0 + 365 * day, signingRandom: fixedBytes(`${name}/cert`, 48) },
+      recipientCertificate: { roles: 'sub', topics: ['plant/#'], notBefore: t0, notAfter: t0 + 365 * day, signingRandom: fixedBytes(`${name}/rcert`, 48) },
+      announcement: { issuedAt: t0 + day, signingRandom: fixedBytes(`${name}/ann`, 48) },
+      envelope: {
+        topic: 'plant/line-1/temperature',
+        data: hex(new TextEncoder().encode('{"temp":25.5,"unit":"C"}')),
+        seq: ((BigInt(t0 + day) << 20n) + 7n).toString(),
+        timestamp: t0 + day + 1234,
+        encapsulationRandom: fixedBytes(`${name}/encaps`, 32),
+        nonce: fixedBytes(`${name}/nonce`, 12),
+        signingRandom: fixedBytes(`${name}/msg`, 48),
+      },
+    };
+  };
+  return [
+    make('default', 'ML-DSA-44', 'ML-KEM-768', 'Falcon-512'),
+    make('high', 'ML-DSA-65', 'ML-KEM-1024', 'ML-DSA-65'),
+    make('falcon-ca', 'Falcon-512', 'ML-KEM-768', 'ML-DSA-44'),
+  ];
+}
+
+function identityOf(inputs: VectorCase['inputs'], who: 'sender' | 'recipient'): IdentityBundle {
+  const p = inputs[who];
+  return createIdentity({
+    deviceId: p.deviceId, keyEpoch: p.keyEpoch, kemAlgorithm: inputs.kemAlgorithm, sigAlgorithm: inputs.sigAlgorithm,
+    seeds: { kem: unhex(p.kemSeed), sig: unhex(p.sigSeed) },
+  });
+}
+
+export async function buildCase(name: string, inputs: VectorCase['inputs']): Promise<VectorCase> {
+  const backend = cryptoBackend();
+  const ca = createCa({ sigAlgorithm: inputs.caSigAlgorithm, seed: unhex(inputs.caSeed) });
+  const certOpts = (c: VectorCase['inputs']['certificate']) => ({
+    roles: c.roles, topics: c.topics, notBefore: c.notBefore, notAfter: c.notAfter, random: unhex(c.signingRandom),
+  });
+  const sender = issueCertificate(ca, identityOf(inputs, 'sender'), certOpts(inputs.certificate));
+  const recipient = issueCertificate(ca, identityOf(inputs, 'recipient'), certOpts(inputs.recipientCertificate));
+  const certificate = sender.certificate!;
+  const cert = decodeCertificate(certificate);
+  if (!cert.ok) throw new Error(`vector certificate does not decode: ${cert.reason}`);
+
+  const announcement = await buildAnnouncement(
+    { ...sender, certificate },
+    inputs.announcement.issuedAt,
+    async (d) => backend.sign(inputs.sigAlgorithm, d, sender.sigSecretKey, unhex(inputs.announcement.signingRandom)),
+  );
+  const ann = decodeAnnouncement(announcement);
+  if (!ann.ok) throw new Error(`vector announcement does not decode: ${ann.reason}`);
+
+  const e = inputs.envelope;
+  const { capsule, sharedSecret } = backend.encapsulate(inputs.kemAlgorithm, recipient.kemPublicKey, unhex(e.encapsulationRandom));
+  const envelope = await sealDirectEnvelope({
+    topic: e.topic,
+    data: unhex(e.data),
+    sender,
+    recipient,
+    seq: BigInt(e.seq),
+    timestamp: e.timestamp,
+    sign: async (d) => backend.sign(inputs.sigAlgorithm, d, sender.sigSecretKey, unhex(e.signingRandom)),
+    random: { encapsulation: unhex(e.encapsulationRandom), nonce: unhex(e.nonce) },
+  });
+  const env = decodeDirectEnvelope(envelope);
+  if (!env.ok) throw new Error(`vector envelope does not decode: ${env.reason}`);
+  if (hex(env.value.capsule) !== hex(capsule)) throw new Error('capsule differs from a separate encapsulation');
+  if (KEM_ALGORITHMS[inputs.kemAlgorithm].cipherText !== capsule.length) throw new Error('capsule length');
+
+
+  return {
+    name,
+    inputs,
+    outputs: {
+      caPublicKey: hex(encodeCaPublicKey(ca.publicKey.sigAlgorithm, ca.publicKey.publicKey)),
+      caPublicKeyText: caPublicKeyToText(ca.publicKey),
+      senderKemPublicKey: hex(sender.kemPublicKey),
+      senderSigPublicKey: hex(sender.sigPublicKey),
+      senderKeyId: hex(sender.keyId),
+      recipientKemPublicKey: hex(recipient.kemPublicKey),
+      recipientKeyId: hex(recipient.keyId),
+      certificateDigest: hex(certificateDigest(cert.value.signedBytes)),
+      certificate: hex(certificate),
+      announcementDigest: hex(announcementDigest(sender.deviceId, ann.value.signedBytes)),
+      announcement: hex(announcement),
+      capsule: hex(capsule),
+      sharedSecret: hex(sharedSecret),
+      messageKey: hex(deriveMessageKey(sharedSecret)),
+      aad: hex(envelopeAad(e.topic, env.value.headerBytes)),
+      messageDigest: hex(messageDigest(sender.deviceId, e.topic, env.value.blob)),
+      envelope: hex(envelope),
+    },
+  };
+}
+
+export async function buildVectors(): Promise<VectorCase[]> {
+  const names = ['default', 'high', 'falcon-ca'];
+  const inputs = vectorInputs();
+  const out: VectorCase[] = [];
+  for (let i = 0; i < inputs.length; i++) out.push(await buildCase(names[i], inputs[i]));
+  return out;
+}
+
+export const VECTORS_PATH = join(__dirname, '..', '..', '..', 'test', 'vectors', 'vectors.json');
+
+if (require.main === module && process.argv.includes('--write')) {
+  buildVectors().then((v) => {
+    writeFileSync(VECTORS_PATH, JSON.stringify({ description: 'pqc-iiot protocol v1 test vectors (docs/PROTOCOL.md §9); all byte strings hex', cases: v }, null, 2) + '\n');
+    console.log(`wrote ${v.length} vector cases to ${VECTORS_PATH}`);
+  });
+}

@@ -1,0 +1,103 @@
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { cryptoBackend, nobleBackend, useCryptoBackend, type CryptoBackend } from '../../lib/crypto/backend';
+import { aesGcmOpen } from '../../lib/crypto/symmetric';
+import { createIdentity, issueCertificate, createCa } from '../../lib/session/identity';
+import { SoftwareProvider } from '../../lib/session/provider';
+import { SecureSession } from '../../lib/session/session';
+import { certificateDigest } from '../../lib/trust/certificates';
+import { announcementDigest, decodeAnnouncement } from '../../lib/wire/announcement';
+import { parseCaPublicKeyText } from '../../lib/wire/ca-key';
+import { decodeCertificate } from '../../lib/wire/certificate';
+import { decodeDirectEnvelope, messageDigest } from '../../lib/wire/envelope';
+import { VECTORS_PATH, buildCase, type VectorCase } from './build';
+
+const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+/** Every backend the running Node offers; the vectors must come out the same from each. */
+const BACKENDS: CryptoBackend[] = [nobleBackend];
+
+function loadVectors(): VectorCase[] {
+  const file = JSON.parse(readFileSync(VECTORS_PATH, 'utf8')) as { cases?: VectorCase[] };
+  return file.cases ?? [];
+}
+
+describe('test vectors (docs/PROTOCOL.md §9)', function () {
+  this.timeout(120_000);
+  const cases = loadVectors();
+
+  it('the vector file is present and not empty', () => {
+    assert.ok(cases.length >= 3, `expected at least 3 vector cases in ${VECTORS_PATH}, found ${cases.length}`);
+  });
+
+  for (const backend of BACKENDS) {
+    describe(`backend ${backend.name}`, () => {
+      let previous: CryptoBackend;
+      before(() => {
+        previous = cryptoBackend();
+        useCryptoBackend(backend);
+      });
+      after(() => useCryptoBackend(previous));
+
+      for (const vector of cases) {
+        it(`rebuilds "${vector.name}" byte for byte`, async () => {
+          const rebuilt = await buildCase(vector.name, vector.inputs);
+          for (const [field, value] of Object.entries(vector.outputs)) {
+            assert.equal((rebuilt.outputs as Record<string, string>)[field], value, `${vector.name}: ${field} differs`);
+          }
+        });
+
+        it(`"${vector.name}" verifies independently of the builder`, async () => {
+          const o = vector.outputs;
+          const i = vector.inputs;
+          const ca = parseCaPublicKeyText(o.caPublicKeyText);
+          assert.ok(ca.ok);
+          assert.equal(hex(unhex(o.caPublicKey)), o.caPublicKey);
+
+          const cert = decodeCertificate(unhex(o.certificate));
+          assert.ok(cert.ok);
+          assert.equal(hex(certificateDigest(cert.value.signedBytes)), o.certificateDigest);
+          assert.ok(backend.verify(i.caSigAlgorithm, cert.value.signature, unhex(o.certificateDigest), ca.value.publicKey));
+
+          const ann = decodeAnnouncement(unhex(o.announcement));
+          assert.ok(ann.ok);
+          assert.equal(hex(announcementDigest(ann.value.deviceId, ann.value.signedBytes)), o.announcementDigest);
+          assert.ok(backend.verify(i.sigAlgorithm, ann.value.signature, unhex(o.announcementDigest), unhex(o.senderSigPublicKey)));
+
+          const env = decodeDirectEnvelope(unhex(o.envelope));
+          assert.ok(env.ok);
+          assert.equal(hex(messageDigest(env.value.senderId, i.envelope.topic, env.value.blob)), o.messageDigest);
+          assert.ok(backend.verify(i.sigAlgorithm, env.value.signature, unhex(o.messageDigest), unhex(o.senderSigPublicKey)));
+
+          const recipient = createIdentity({
+            deviceId: i.recipient.deviceId, keyEpoch: i.recipient.keyEpoch, kemAlgorithm: i.kemAlgorithm,
+            sigAlgorithm: i.sigAlgorithm, seeds: { kem: unhex(i.recipient.kemSeed), sig: unhex(i.recipient.sigSeed) },
+          });
+          assert.equal(hex(backend.decapsulate(i.kemAlgorithm, env.value.capsule, recipient.kemSecretKey)), o.sharedSecret);
+          const plain = aesGcmOpen(unhex(o.messageKey), env.value.nonce, env.value.ciphertext, unhex(o.aad));
+          assert.ok(plain);
+          assert.equal(hex(plain), i.envelope.data);
+        });
+
+        it(`"${vector.name}" is accepted by a strict receiver session`, async () => {
+          const i = vector.inputs;
+          const o = vector.outputs;
+          const ca = createCa({ sigAlgorithm: i.caSigAlgorithm, seed: unhex(i.caSeed) });
+          const recipient = issueCertificate(ca, createIdentity({
+            deviceId: i.recipient.deviceId, keyEpoch: i.recipient.keyEpoch, kemAlgorithm: i.kemAlgorithm,
+            sigAlgorithm: i.sigAlgorithm, seeds: { kem: unhex(i.recipient.kemSeed), sig: unhex(i.recipient.sigSeed) },
+          }), { ...i.recipientCertificate, random: unhex(i.recipientCertificate.signingRandom) });
+          const session = new SecureSession({ provider: new SoftwareProvider(recipient), caPublicKey: ca.publicKey });
+          const now = i.envelope.timestamp;
+          const trusted = await session.handleAnnouncement(`pqc/keys/${i.sender.deviceId}`, unhex(o.announcement), now);
+          assert.ok(trusted.ok, trusted.ok ? '' : trusted.reason);
+          const opened = await session.open(i.envelope.topic, unhex(o.envelope), now);
+          assert.ok(opened.ok, opened.ok ? '' : opened.reason);
+          assert.equal(hex(opened.value.data), i.envelope.data);
+          assert.equal(opened.value.seq, BigInt(i.envelope.seq));
+        });
+      }
+    });
+  }
+});
