@@ -17,6 +17,8 @@ export interface Limits {
   readonly maxTopicBytes: number;
   /** Trusted peers one receiver keeps; new peers beyond it are refused (state insertion bound). */
   readonly maxPeers: number;
+  /** Whole revocation update (cumulative list of revoked keys). */
+  readonly maxRevocationBytes: number;
   /** Sliding replay window width in sequence numbers (I4). */
   readonly replayWindow: number;
   /** Accepted clock skew for envelope timestamps in ms; 0 turns the check off. */
@@ -37,6 +39,8 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxTopicBytes: 1024,
   // Bounds memory spent on announcements an attacker could spray on pqc/keys/#.
   maxPeers: 1024,
+  // About 14,000 revoked keys (18–146 bytes each) plus a signature; far beyond a plant's fleet churn.
+  maxRevocationBytes: 256 * 1024,
   // Seed 004 (I4): 64-bit bitmap.
   replayWindow: 64,
   // Off by default: many field devices have no trusted clock; replay windows do not need time.
@@ -50,6 +54,7 @@ const BOUNDS: Readonly<Record<keyof Limits, readonly [number, number]>> = Object
   maxTopicFilters: [1, 1024],
   maxTopicBytes: [1, 65535],
   maxPeers: [1, 1_000_000],
+  maxRevocationBytes: [1024, 16 * 1024 * 1024],
   replayWindow: [1, 4096],
   maxClockSkewMs: [0, 365 * 24 * 3600 * 1000],
 });

@@ -38,6 +38,9 @@ export const REASONS = Object.freeze({
   'duplicate': 'sequence number was already accepted (dropped quietly)',
   'decrypt-failed': 'KEM decapsulation or AES-GCM authentication failed',
   'revoked': 'sender key has been revoked',
+  // Lifecycle: revocation updates and stored state (I6, I7).
+  'rollback': 'update is not newer than the one already applied, or drops revoked entries',
+  'state-rollback': 'stored state is older than its generation counter says (restored copy)',
   'stale': 'timestamp is outside the accepted clock skew',
   'own-message': 'the message was sent by this device itself',
 } as const);

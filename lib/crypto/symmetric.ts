@@ -13,6 +13,7 @@ export const LABELS = Object.freeze({
   certificate: 'pqc-iiot:cert:v1',
   announcement: 'pqc-iiot:announce:v1',
   message: 'pqc-iiot:mqtt-msg:v1',
+  revocation: 'pqc-iiot:revocation:v1',
   directKey: 'pqc-iiot:direct-key:v1',
   directAad: 'pqc-iiot:direct-aad:v1',
 } as const);

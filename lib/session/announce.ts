@@ -41,6 +41,8 @@ export interface AnnouncementPolicy {
   readonly strict: boolean;
   readonly ca: CaPublicKey | undefined;
   readonly limits: Limits;
+  /** I7: a revoked key never becomes trusted again (absent: nothing is revoked). */
+  readonly isRevoked?: (deviceId: string, keyId: Uint8Array) => boolean;
 }
 
 export type AnnouncementOutcome = { kind: 'trusted'; peer: TrustedPeer } | { kind: 'unchanged'; peer: TrustedPeer };
@@ -65,6 +67,7 @@ export function evaluateAnnouncement(
   if (a.deviceId !== topicDeviceId) return fail('topic-mismatch');
   const derived = deriveKeyId(a.kemAlgorithm, a.kemPublicKey, a.sigAlgorithm, a.sigPublicKey);
   if (!bytesEqual(derived, a.keyId)) return fail('key-id-mismatch');
+  if (policy.isRevoked?.(a.deviceId, a.keyId)) return fail('revoked');
   if (current) {
     if (a.keyEpoch < current.keyEpoch) return fail('epoch-rollback', `epoch ${a.keyEpoch} < trusted ${current.keyEpoch}`);
     if (a.keyEpoch === current.keyEpoch && !bytesEqual(a.keyId, current.keyId)) return fail('epoch-collision');

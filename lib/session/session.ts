@@ -10,6 +10,7 @@ import { fail, ok, type Result } from '../result';
 import { checkValidity } from '../trust/certificates';
 import { mayPublish, maySubscribe, summarize, type PeerSummary, type TrustedPeer } from '../trust/peers';
 import { EMPTY_WINDOW, replayCheck, replayCommit, type ReplayWindow } from '../trust/replay';
+import { EMPTY_REVOCATIONS, applyRevocation, isRevoked, type RevocationState } from '../trust/revocation';
 import { isValidTopicName, matchesAny } from '../trust/topics';
 import type { CaPublicKey } from '../wire/ca-key';
 import { decodeCertificate, roleAllowsPublish } from '../wire/certificate';
@@ -21,6 +22,7 @@ import { openDirectCiphertext, sealDirectEnvelope } from './direct';
 import type { SecurityProvider } from './provider';
 
 export const DEFAULT_KEYS_TOPIC_PREFIX = 'pqc/keys/';
+export const DEFAULT_REVOCATION_TOPIC = 'pqc/revocations';
 
 export interface SessionOptions {
   provider: SecurityProvider;
@@ -30,6 +32,8 @@ export interface SessionOptions {
   strict?: boolean;
   limits?: Partial<Limits>;
   keysTopicPrefix?: string;
+  /** Topic of CA-signed revocation updates (I7), retained. */
+  revocationTopic?: string;
   /** First sequence number to send; by default derived from the time of the first send. */
   initialSequence?: bigint;
 }
@@ -52,6 +56,16 @@ export interface AnnouncementVerdict {
   changed: boolean;
 }
 
+export interface RevocationVerdict {
+  seq: bigint;
+  /** Keys this update revoked (key id "0…0" = every key of the device). */
+  added: Array<{ deviceId: string; keyId: string }>;
+  /** Peers whose trust was withdrawn by this update. */
+  untrusted: string[];
+  /** True when this device's own key is among the revoked: peers will refuse its messages. */
+  selfRevoked: boolean;
+}
+
 /**
  * Sequence numbers start at (ms since epoch) << 20, so a restarted sender without stored state
  * still continues above everything it sent before, unless it sent over 2^20 messages per ms of
@@ -70,11 +84,13 @@ export class SecureSession {
   readonly strict: boolean;
   readonly limits: Limits;
   readonly keysTopicPrefix: string;
+  readonly revocationTopic: string;
   private readonly provider: SecurityProvider;
   private readonly ca: CaPublicKey | undefined;
   private readonly peers = new Map<string, TrustedPeer>();
   private readonly windows = new Map<string, ReplayWindow>();
   private nextSeq: bigint | undefined;
+  private revocations: RevocationState = EMPTY_REVOCATIONS;
 
   constructor(opts: SessionOptions) {
     this.provider = opts.provider;
@@ -85,6 +101,10 @@ export class SecureSession {
     this.keysTopicPrefix = opts.keysTopicPrefix ?? DEFAULT_KEYS_TOPIC_PREFIX;
     if (!isValidTopicName(this.keysTopicPrefix + 'x') || !this.keysTopicPrefix.endsWith('/')) {
       throw new Error('keys topic prefix must be a topic ending in "/" without wildcards');
+    }
+    this.revocationTopic = opts.revocationTopic ?? DEFAULT_REVOCATION_TOPIC;
+    if (!isValidTopicName(this.revocationTopic) || this.isAnnouncementTopic(this.revocationTopic)) {
+      throw new Error('revocation topic must be a topic without wildcards, outside the keys topics');
     }
     if (this.strict && !this.ca) throw new Error('strict mode needs the CA public key (trust anchor)');
     if (this.strict && !this.provider.certificate) throw new Error('strict mode needs a certificate in this device identity');
@@ -118,7 +138,8 @@ export class SecureSession {
     if (topicId === this.deviceId) return fail('own-message');
     const current = this.peers.get(topicId);
     if (!current && this.peers.size >= this.limits.maxPeers) return fail('peer-limit');
-    const r = evaluateAnnouncement(payload, topicId, current, { strict: this.strict, ca: this.ca, limits: this.limits }, now);
+    const policy = { strict: this.strict, ca: this.ca, limits: this.limits, isRevoked: (id: string, key: Uint8Array) => this.isRevoked(id, key) };
+    const r = evaluateAnnouncement(payload, topicId, current, policy, now);
     if (!r.ok) return r;
     const peer = r.value.peer;
     this.peers.set(peer.deviceId, peer);
@@ -132,6 +153,9 @@ export class SecureSession {
   async sealDirect(topic: string, data: Uint8Array, recipientId: string, now: number): Promise<Uint8Array> {
     if (!isValidTopicName(topic, this.limits.maxTopicBytes)) throw new Error(`invalid topic ${JSON.stringify(topic)}`);
     const recipient = this.peers.get(recipientId);
+    if (!recipient && this.revocations.entries.some((e) => e.deviceId === recipientId)) {
+      throw new Error(`recipient "${recipientId}" has been revoked`);
+    }
     if (!recipient) {
       throw new Error(`recipient "${recipientId}" has no trusted key yet (waiting for its announcement on ${this.keysTopicPrefix}${recipientId})`);
     }
@@ -167,6 +191,7 @@ export class SecureSession {
     if (!d.ok) return d;
     const env = d.value;
     if (env.senderId === this.deviceId) return fail('own-message');
+    if (this.isRevoked(env.senderId, env.senderKeyId)) return fail('revoked');
     const peer = this.peers.get(env.senderId);
     if (!peer) return fail('unknown-sender');
     if (env.senderKeyEpoch !== peer.keyEpoch || !bytesEqual(env.senderKeyId, peer.keyId) || env.sigAlgorithm !== peer.sigAlgorithm) {
@@ -204,6 +229,40 @@ export class SecureSession {
       timestamp,
       suite: suiteName(peer, env.kemAlgorithm),
     });
+  }
+
+  /**
+   * Feeds one message from the revocation topic (I7). A valid, newer update is applied at once:
+   * revoked peers lose their trust record, and their announcements and envelopes are refused
+   * with `revoked` from now on.
+   */
+  handleRevocation(topic: string, payload: Uint8Array): Result<RevocationVerdict> {
+    if (!this.ca) return fail('bad-signature', 'no CA public key configured to check revocations');
+    const r = applyRevocation(this.revocations, payload, topic, this.revocationTopic, this.ca, this.limits);
+    if (!r.ok) return r;
+    this.revocations = r.value.state;
+    const untrusted: string[] = [];
+    for (const [id, peer] of this.peers) {
+      if (this.isRevoked(id, peer.keyId)) {
+        this.peers.delete(id);
+        untrusted.push(id);
+      }
+    }
+    return ok({
+      seq: r.value.state.seq,
+      added: r.value.added.map((e) => ({ deviceId: e.deviceId, keyId: toHex(e.keyId) })),
+      untrusted,
+      selfRevoked: this.isRevoked(this.deviceId, this.provider.keyId),
+    });
+  }
+
+  isRevoked(deviceId: string, keyId: Uint8Array): boolean {
+    return isRevoked(this.revocations, deviceId, keyId);
+  }
+
+  /** Sequence number of the last applied revocation update (-1 before any). */
+  revocationSequence(): bigint {
+    return this.revocations.seq;
   }
 
   /** Trusted peers, public data only. */

@@ -13,6 +13,7 @@ export const STRUCTURE_TYPES = Object.freeze({
   certificate: 0x02,
   directEnvelope: 0x03,
   caPublicKey: 0x04,
+  revocation: 0x05,
 } as const);
 
 export type StructureType = keyof typeof STRUCTURE_TYPES;

@@ -1,0 +1,104 @@
+/**
+ * Revocation update (I7): a CA-signed, cumulative list of revoked (device id, key id) pairs with
+ * a monotonic sequence number, bound to the topic it is published on (retained, default
+ * `pqc/revocations`). Cumulative because a retained topic keeps only the latest update, and a
+ * late joiner must learn every revocation from it. docs/PROTOCOL.md §2.6.
+ */
+import { KEY_ID_BYTES, type SigAlgorithm } from '../crypto/algorithms';
+import { LABELS, domainDigest } from '../crypto/symmetric';
+import { DEFAULT_LIMITS, type Limits } from '../limits';
+import { fail, ok, type Result } from '../result';
+import { appendSignature, keyId, sigAlgorithm, signature, signatureFits, signedPart, toHex } from './common';
+import { Reader, decodeAll, deviceId, encode, struct, text16, u32, u64, type Field, type Writer } from './fields';
+import { header } from './header';
+
+/** A key id of sixteen zero bytes revokes every key of the device. */
+export const ALL_KEYS = new Uint8Array(KEY_ID_BYTES);
+
+export interface RevocationEntry {
+  readonly deviceId: string;
+  readonly keyId: Uint8Array;
+}
+
+const entryLayout = struct({ deviceId, keyId });
+
+/** Canonical order: by device id, then key id; the encoding is unique for a set of entries. */
+export function compareEntries(a: RevocationEntry, b: RevocationEntry): number {
+  if (a.deviceId !== b.deviceId) return a.deviceId < b.deviceId ? -1 : 1;
+  return Buffer.compare(Buffer.from(a.keyId), Buffer.from(b.keyId));
+}
+
+export function entryKey(e: RevocationEntry): string {
+  return `${e.deviceId}/${toHex(e.keyId)}`;
+}
+
+/** u32 count, then entries in strictly ascending canonical order (else `bad-field`). */
+const entryList: Field<RevocationEntry[]> = {
+  name: 'revocation-entries',
+  encode(w: Writer, entries) {
+    u32.encode(w, entries.length);
+    for (const e of entries) entryLayout.encode(w, e);
+  },
+  decode(r: Reader) {
+    const n = u32.decode(r);
+    if (n === undefined) return undefined;
+    // Each entry takes at least 18 bytes: a count beyond what remains is a lie, not a huge list.
+    if (n * 18 > r.remaining) return r.fail('bad-length');
+    const out: RevocationEntry[] = [];
+    for (let i = 0; i < n; i++) {
+      const e = entryLayout.decode(r);
+      if (e === undefined) return undefined;
+      if (out.length > 0 && compareEntries(out[out.length - 1], e) >= 0) return r.fail('bad-field');
+      out.push(e);
+    }
+    return out;
+  },
+};
+
+const bodyLayout = struct({
+  header: header('revocation'),
+  topic: text16(65535),
+  seq: u64,
+  issuedAt: u64,
+  entries: entryList,
+  caKeyId: keyId,
+  caSigAlgorithm: sigAlgorithm,
+});
+
+const revocationLayout = struct({ ...bodyLayout.fields, signature });
+
+export interface RevocationFields {
+  topic: string;
+  seq: bigint;
+  issuedAt: bigint;
+  entries: RevocationEntry[];
+  caKeyId: Uint8Array;
+  caSigAlgorithm: SigAlgorithm;
+}
+
+export interface DecodedRevocation extends RevocationFields {
+  readonly signature: Uint8Array;
+  readonly signedBytes: Uint8Array;
+}
+
+export function encodeRevocationBody(fields: RevocationFields): Uint8Array {
+  const entries = [...fields.entries].sort(compareEntries);
+  return encode(bodyLayout, { ...fields, entries, header: 'revocation' });
+}
+
+export function encodeRevocation(body: Uint8Array, sig: Uint8Array): Uint8Array {
+  return appendSignature(body, sig);
+}
+
+/** What the CA signs: SHA-256 framed("pqc-iiot:revocation:v1", topic, body). */
+export function revocationDigest(topic: string, body: Uint8Array): Uint8Array {
+  return domainDigest(LABELS.revocation, [Buffer.from(topic, 'utf8'), body]);
+}
+
+export function decodeRevocation(bytes: Uint8Array, limits: Limits = DEFAULT_LIMITS): Result<DecodedRevocation> {
+  const r = decodeAll(revocationLayout, bytes, limits.maxRevocationBytes);
+  if (!r.ok) return r;
+  const { header: _h, ...v } = r.value;
+  if (!signatureFits(v.caSigAlgorithm, v.signature)) return fail('bad-length', 'CA signature length');
+  return ok({ ...v, signedBytes: signedPart(bytes, v.signature) });
+}
