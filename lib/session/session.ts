@@ -15,6 +15,7 @@ import { isValidTopicName, matchesAny } from '../trust/topics';
 import type { CaPublicKey } from '../wire/ca-key';
 import { decodeCertificate, roleAllowsPublish } from '../wire/certificate';
 import { toHex } from '../wire/common';
+import { decodeAnnouncement } from '../wire/announcement';
 import { decodeDirectEnvelope, messageDigest } from '../wire/envelope';
 import { isValidDeviceId } from '../wire/fields';
 import { buildAnnouncement, evaluateAnnouncement } from './announce';
@@ -75,6 +76,44 @@ export function initialSequenceFor(nowMs: number): bigint {
   return BigInt(Math.floor(nowMs)) << 20n;
 }
 
+/**
+ * Sequence numbers reserved per durable write: a sender restarted after a crash continues
+ * above its last reservation, so it never reuses a number, and it writes once per this many.
+ */
+export const SEQUENCE_RESERVATION = 4096n;
+
+export const STATE_FORMAT = 'pqc-iiot-state/1';
+
+/** Trust part of the stored state: changes rarely (announcements, revocations). */
+export interface TrustSnapshot {
+  format: typeof STATE_FORMAT;
+  deviceId: string;
+  /** Hex of each trusted peer's announcement; re-verified in full when restored. */
+  peers: string[];
+  /** Hex of the last applied revocation update, re-verified when restored. */
+  revocation: string | null;
+}
+
+/** Counter part of the stored state: changes with every accepted message. */
+export interface CounterSnapshot {
+  format: typeof STATE_FORMAT;
+  deviceId: string;
+  /** Own key id (hex): counters of another key are not applied. */
+  keyId: string;
+  /** Highest time seen (ms): certificates stay expired even if the clock is set back. */
+  timeFloor: number;
+  /** Decimal: every sequence number below this may have been used. */
+  sendReservedUpTo: string;
+  /** Replay windows per sender: decimal `last`, hex bitmap `seen`. */
+  windows: Record<string, { last: string; seen: string }>;
+}
+
+export interface RestoreReport {
+  peers: number;
+  dropped: Array<{ deviceId: string; reason: string }>;
+  revocationSeq: string;
+}
+
 export function suiteName(peer: Pick<TrustedPeer, 'sigAlgorithm'>, kem: string): string {
   return `${kem}/${peer.sigAlgorithm}/AES-256-GCM`;
 }
@@ -90,7 +129,13 @@ export class SecureSession {
   private readonly peers = new Map<string, TrustedPeer>();
   private readonly windows = new Map<string, ReplayWindow>();
   private nextSeq: bigint | undefined;
+  private sendReservedUpTo = 0n;
   private revocations: RevocationState = EMPTY_REVOCATIONS;
+  private revocationBytes: Uint8Array | undefined;
+  private readonly announcements = new Map<string, Uint8Array>();
+  private timeFloor = 0;
+  private trustChanges = 0;
+  private counterChanges = 0;
 
   constructor(opts: SessionOptions) {
     this.provider = opts.provider;
@@ -128,7 +173,8 @@ export class SecureSession {
   }
 
   /** Feeds one message from the keys topic; a trusted peer is installed only if every check passes. */
-  async handleAnnouncement(topic: string, payload: Uint8Array, now: number): Promise<Result<AnnouncementVerdict>> {
+  async handleAnnouncement(topic: string, payload: Uint8Array, clockNow: number): Promise<Result<AnnouncementVerdict>> {
+    const now = this.observeTime(clockNow);
     // I5: size before anything else; I0: the id from the topic before any state lookup or crypto.
     if (!(payload instanceof Uint8Array)) return fail('bad-field', 'payload is not bytes');
     if (payload.length > this.limits.maxAnnouncementBytes) return fail('too-large');
@@ -142,7 +188,11 @@ export class SecureSession {
     const r = evaluateAnnouncement(payload, topicId, current, policy, now);
     if (!r.ok) return r;
     const peer = r.value.peer;
-    this.peers.set(peer.deviceId, peer);
+    if (r.value.kind === 'trusted') {
+      this.peers.set(peer.deviceId, peer);
+      this.announcements.set(peer.deviceId, Uint8Array.from(payload));
+      this.trustChanges++;
+    }
     return ok({ deviceId: peer.deviceId, keyId: toHex(peer.keyId), keyEpoch: peer.keyEpoch, changed: r.value.kind === 'trusted' });
   }
 
@@ -150,7 +200,8 @@ export class SecureSession {
    * Encrypts `data` for one trusted recipient and signs it. Throws (local misuse, reported to
    * the flow) when the recipient is unknown or either certificate forbids the topic.
    */
-  async sealDirect(topic: string, data: Uint8Array, recipientId: string, now: number): Promise<Uint8Array> {
+  async sealDirect(topic: string, data: Uint8Array, recipientId: string, clockNow: number): Promise<Uint8Array> {
+    const now = this.observeTime(clockNow);
     if (!isValidTopicName(topic, this.limits.maxTopicBytes)) throw new Error(`invalid topic ${JSON.stringify(topic)}`);
     const recipient = this.peers.get(recipientId);
     if (!recipient && this.revocations.entries.some((e) => e.deviceId === recipientId)) {
@@ -183,7 +234,8 @@ export class SecureSession {
    * Checks, verifies and decrypts one envelope. Order: size, framing, sender, key, rights,
    * validity, replay (read-only), signature, decryption, then replay commit (I3, I4, I5).
    */
-  async open(topic: string, payload: Uint8Array, now: number): Promise<Result<OpenedMessage>> {
+  async open(topic: string, payload: Uint8Array, clockNow: number): Promise<Result<OpenedMessage>> {
+    const now = this.observeTime(clockNow);
     if (!(payload instanceof Uint8Array)) return fail('bad-field', 'payload is not bytes');
     if (payload.length > this.limits.maxEnvelopeBytes) return fail('too-large');
     if (!isValidTopicName(topic, this.limits.maxTopicBytes)) return fail('bad-field', 'topic');
@@ -220,6 +272,7 @@ export class SecureSession {
     const again = replayCheck(window, env.seq, this.limits.replayWindow);
     if (again !== 'fresh') return fail(again);
     this.windows.set(peer.deviceId, replayCommit(window, env.seq, this.limits.replayWindow));
+    this.counterChanges++;
     return ok({
       data,
       sender: peer.deviceId,
@@ -241,10 +294,13 @@ export class SecureSession {
     const r = applyRevocation(this.revocations, payload, topic, this.revocationTopic, this.ca, this.limits);
     if (!r.ok) return r;
     this.revocations = r.value.state;
+    this.revocationBytes = Uint8Array.from(payload);
+    this.trustChanges++;
     const untrusted: string[] = [];
     for (const [id, peer] of this.peers) {
       if (this.isRevoked(id, peer.keyId)) {
         this.peers.delete(id);
+        this.announcements.delete(id);
         untrusted.push(id);
       }
     }
@@ -275,9 +331,86 @@ export class SecureSession {
   }
 
   private takeSequence(now: number): bigint {
-    const seq = this.nextSeq ?? initialSequenceFor(now);
+    let seq = this.nextSeq ?? initialSequenceFor(now);
+    if (seq < this.sendReservedUpTo && this.nextSeq === undefined) seq = this.sendReservedUpTo;
+    if (seq >= this.sendReservedUpTo) {
+      this.sendReservedUpTo = seq + SEQUENCE_RESERVATION;
+      this.counterChanges++;
+    }
     this.nextSeq = seq + 1n;
     return seq;
+  }
+
+  /** Time never goes back for validity checks: the highest time seen is the floor. */
+  private observeTime(now: number): number {
+    if (now > this.timeFloor) this.timeFloor = now;
+    return this.timeFloor;
+  }
+
+  /**
+   * Increases whenever the state changes; an adapter saves when it moved since its last save.
+   * Counter changes (replay windows, sequence reservations) must be durable before an accepted
+   * message is released or a sealed envelope is published (docs/PROTOCOL.md §5.1).
+   */
+  get stateVersion(): { trust: number; counters: number } {
+    return { trust: this.trustChanges, counters: this.counterChanges };
+  }
+
+  snapshotTrust(): TrustSnapshot {
+    return {
+      format: STATE_FORMAT,
+      deviceId: this.deviceId,
+      peers: [...this.announcements.values()].map(toHex),
+      revocation: this.revocationBytes ? toHex(this.revocationBytes) : null,
+    };
+  }
+
+  snapshotCounters(): CounterSnapshot {
+    const windows: CounterSnapshot['windows'] = {};
+    for (const [id, w] of this.windows) windows[id] = { last: w.last.toString(), seen: w.seen.toString(16) };
+    return {
+      format: STATE_FORMAT,
+      deviceId: this.deviceId,
+      keyId: toHex(this.provider.keyId),
+      timeFloor: this.timeFloor,
+      sendReservedUpTo: this.sendReservedUpTo.toString(),
+      windows,
+    };
+  }
+
+  /**
+   * Restores stored state into a fresh session. Stored bytes are not trusted: announcements and
+   * the revocation update are verified again exactly as if they arrived now, and malformed
+   * parts are refused. Replay windows are kept even for peers that are not trusted any more,
+   * so a later re-announcement cannot reopen old sequence numbers.
+   */
+  async restore(trust: TrustSnapshot | undefined, counters: CounterSnapshot | undefined, clockNow: number): Promise<Result<RestoreReport>> {
+    if (trust && (trust.format !== STATE_FORMAT || trust.deviceId !== this.deviceId)) return fail('bad-field', 'trust state of another device or format');
+    if (counters && (counters.format !== STATE_FORMAT || counters.deviceId !== this.deviceId)) {
+      return fail('bad-field', 'counter state of another device or format');
+    }
+    const parsedCounters = counters ? parseCounters(counters) : undefined;
+    if (counters && !parsedCounters) return fail('bad-field', 'counter state is malformed');
+    if (parsedCounters) {
+      this.timeFloor = Math.max(this.timeFloor, parsedCounters.timeFloor);
+      // A state written for another key of this device (rotation) still bounds the sequence.
+      if (parsedCounters.sendReservedUpTo > this.sendReservedUpTo) this.sendReservedUpTo = parsedCounters.sendReservedUpTo;
+      for (const [id, w] of parsedCounters.windows) this.windows.set(id, w);
+    }
+    const now = this.observeTime(clockNow);
+    const dropped: RestoreReport['dropped'] = [];
+    if (trust?.revocation) {
+      const r = this.handleRevocation(this.revocationTopic, hexBytes(trust.revocation));
+      if (!r.ok) dropped.push({ deviceId: '(revocation update)', reason: r.reason });
+    }
+    for (const hex of trust?.peers ?? []) {
+      const bytes = hexBytes(hex);
+      const d = decodeAnnouncement(bytes, this.limits);
+      const id = d.ok ? d.value.deviceId : '(unreadable)';
+      const r = d.ok ? await this.handleAnnouncement(this.keysTopicPrefix + id, bytes, now) : d;
+      if (!r.ok) dropped.push({ deviceId: id, reason: r.reason });
+    }
+    return ok({ peers: this.peers.size, dropped, revocationSeq: this.revocations.seq.toString() });
   }
 
   private assertMayPublish(topic: string, now: number): void {
@@ -290,4 +423,23 @@ export class SecureSession {
     const validity = checkValidity(cert.value, now);
     if (!validity.ok) throw new Error(`this device's certificate is ${validity.reason === 'expired' ? 'expired' : 'not yet valid'}`);
   }
+}
+
+function hexBytes(hex: string): Uint8Array {
+  return typeof hex === 'string' && /^([0-9a-f]{2})*$/.test(hex) ? new Uint8Array(Buffer.from(hex, 'hex')) : new Uint8Array(0);
+}
+
+const DECIMAL = /^[0-9]{1,20}$/;
+
+function parseCounters(c: CounterSnapshot): { timeFloor: number; sendReservedUpTo: bigint; windows: Map<string, ReplayWindow> } | undefined {
+  if (!Number.isSafeInteger(c.timeFloor) || c.timeFloor < 0) return undefined;
+  if (typeof c.sendReservedUpTo !== 'string' || !DECIMAL.test(c.sendReservedUpTo)) return undefined;
+  if (c.windows === null || typeof c.windows !== 'object') return undefined;
+  const windows = new Map<string, ReplayWindow>();
+  for (const [id, w] of Object.entries(c.windows)) {
+    if (!isValidDeviceId(id) || !w || typeof w.last !== 'string' || typeof w.seen !== 'string') return undefined;
+    if (!DECIMAL.test(w.last) || !/^[0-9a-f]{1,1024}$/.test(w.seen)) return undefined;
+    windows.set(id, Object.freeze({ last: BigInt(w.last), seen: BigInt('0x' + w.seen) }));
+  }
+  return { timeFloor: c.timeFloor, sendReservedUpTo: BigInt(c.sendReservedUpTo), windows };
 }
