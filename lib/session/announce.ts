@@ -6,7 +6,7 @@ import { cryptoBackend } from '../crypto/backend';
 import { bytesEqual, sha256 } from '../crypto/symmetric';
 import type { Limits } from '../limits';
 import { fail, ok, type Result } from '../result';
-import { verifyCertificate } from '../trust/certificates';
+import { checkValidity, verifyCertificate } from '../trust/certificates';
 import type { TrustedPeer } from '../trust/peers';
 import type { CaPublicKey } from '../wire/ca-key';
 import { announcementDigest, decodeAnnouncement, encodeAnnouncement, encodeAnnouncementBody } from '../wire/announcement';
@@ -60,7 +60,12 @@ export function evaluateAnnouncement(
   now: number,
 ): Result<AnnouncementOutcome> {
   const hash = sha256(payload);
-  if (current && bytesEqual(current.announcementHash, hash)) return ok({ kind: 'unchanged', peer: current });
+  if (current && bytesEqual(current.announcementHash, hash)) {
+    // A retained re-delivery costs no signature check, but validity and revocation still apply.
+    if (policy.isRevoked?.(current.deviceId, current.keyId)) return fail('revoked');
+    const validity = checkValidity(current, now);
+    return validity.ok ? ok({ kind: 'unchanged', peer: current }) : validity;
+  }
   const d = decodeAnnouncement(payload, policy.limits);
   if (!d.ok) return d;
   const a = d.value;
@@ -71,6 +76,8 @@ export function evaluateAnnouncement(
   if (current) {
     if (a.keyEpoch < current.keyEpoch) return fail('epoch-rollback', `epoch ${a.keyEpoch} < trusted ${current.keyEpoch}`);
     if (a.keyEpoch === current.keyEpoch && !bytesEqual(a.keyId, current.keyId)) return fail('epoch-collision');
+    // Same key, older announcement: a replay of a superseded certificate (e.g. wider rights).
+    if (a.keyEpoch === current.keyEpoch && a.issuedAt < current.issuedAt) return fail('rollback', 'older announcement of the trusted key');
   }
 
   let rights: Pick<TrustedPeer, 'role' | 'topics' | 'notBefore' | 'notAfter' | 'certified'>;
@@ -109,6 +116,7 @@ export function evaluateAnnouncement(
       sigAlgorithm: a.sigAlgorithm,
       sigPublicKey: a.sigPublicKey,
       ...rights,
+      issuedAt: a.issuedAt,
       topics: Object.freeze([...rights.topics]),
       announcementHash: hash,
     }),

@@ -52,8 +52,8 @@ export function createIdentity(opts: CreateIdentityOptions): IdentityBundle {
   }
   const kemAlgorithm = opts.kemAlgorithm ?? DEFAULT_KEM;
   const sigAlgorithm = opts.sigAlgorithm ?? DEFAULT_SIG;
-  if (!isKemAlgorithm(kemAlgorithm)) throw new Error(`unknown KEM algorithm ${String(kemAlgorithm)}`);
-  if (!isSigAlgorithm(sigAlgorithm)) throw new Error(`unknown signature algorithm ${String(sigAlgorithm)}`);
+  if (!isKemAlgorithm(kemAlgorithm)) throw new Error(`unknown KEM algorithm ${shown(kemAlgorithm)}`);
+  if (!isSigAlgorithm(sigAlgorithm)) throw new Error(`unknown signature algorithm ${shown(sigAlgorithm)}`);
   const keyEpoch = opts.keyEpoch ?? 1;
   if (!Number.isInteger(keyEpoch) || keyEpoch < 0 || keyEpoch > 0xffffffff) throw new Error('key epoch must be an integer from 0 to 4294967295');
   const backend = cryptoBackend();
@@ -74,7 +74,7 @@ export function createIdentity(opts: CreateIdentityOptions): IdentityBundle {
 
 export function createCa(opts: { sigAlgorithm?: SigAlgorithm; seed?: Uint8Array } = {}): CaKeyPair {
   const alg = opts.sigAlgorithm ?? DEFAULT_CA_SIG;
-  if (!isSigAlgorithm(alg)) throw new Error(`unknown signature algorithm ${String(alg)}`);
+  if (!isSigAlgorithm(alg)) throw new Error(`unknown signature algorithm ${shown(alg)}`);
   const kp = cryptoBackend().sigKeygen(alg, opts.seed);
   return Object.freeze({ publicKey: caPublicKey(alg, kp.publicKey), secretKey: kp.secretKey });
 }
@@ -114,6 +114,11 @@ export function issueCertificate(ca: CaKeyPair, identity: IdentityBundle, opts: 
     topics: opts.topics,
   }, opts.random);
   return Object.freeze({ ...identity, certificate });
+}
+
+/** Quotes a user-supplied name in an error only if it looks like a name, never like key material. */
+function shown(value: unknown): string {
+  return typeof value === 'string' && /^[A-Za-z0-9_.-]{1,24}$/.test(value) ? JSON.stringify(value) : '(value not shown)';
 }
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
@@ -175,8 +180,8 @@ export function parseIdentityJson(text: string): IdentityBundle {
   }
   const kemAlgorithm = field(o, 'kemAlgorithm', 'KEM algorithm');
   const sigAlgorithm = field(o, 'sigAlgorithm', 'signature algorithm');
-  if (!isKemAlgorithm(kemAlgorithm)) throw new Error(`identity: unknown KEM algorithm ${JSON.stringify(kemAlgorithm)}`);
-  if (!isSigAlgorithm(sigAlgorithm)) throw new Error(`identity: unknown signature algorithm ${JSON.stringify(sigAlgorithm)}`);
+  if (!isKemAlgorithm(kemAlgorithm)) throw new Error(`identity: unknown KEM algorithm ${shown(kemAlgorithm)}`);
+  if (!isSigAlgorithm(sigAlgorithm)) throw new Error(`identity: unknown signature algorithm ${shown(sigAlgorithm)}`);
   const kem = KEM_ALGORITHMS[kemAlgorithm];
   const sig = SIG_ALGORITHMS[sigAlgorithm];
   const kemPublicKey = base64Field(o, 'kemPublicKey', kem.publicKey, 'identity');
@@ -284,7 +289,7 @@ export function parseCaKeyPairJson(text: string): CaKeyPair {
   const o = parseJsonObject(text, 'CA');
   if (o.format !== CA_FORMAT) throw new Error(`CA: "format" must be "${CA_FORMAT}"`);
   const alg = o.sigAlgorithm;
-  if (!isSigAlgorithm(alg)) throw new Error(`CA: unknown signature algorithm ${JSON.stringify(alg)}`);
+  if (!isSigAlgorithm(alg)) throw new Error(`CA: unknown signature algorithm ${shown(alg)}`);
   if (typeof o.publicKey !== 'string') throw new Error('CA: "publicKey" must be the CA public key text');
 
   const pk = parseCaPublicKeyText(o.publicKey);

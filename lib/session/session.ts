@@ -168,8 +168,9 @@ export class SecureSession {
     return topic.startsWith(this.keysTopicPrefix) && !topic.slice(this.keysTopicPrefix.length).includes('/');
   }
 
-  buildAnnouncement(now: number): Promise<Uint8Array> {
-    return buildAnnouncement(this.provider, now, (d) => this.provider.sign(d));
+  /** issued_at uses the time floor: receivers refuse an older announcement of the same key. */
+  buildAnnouncement(clockNow: number): Promise<Uint8Array> {
+    return buildAnnouncement(this.provider, this.observeTime(clockNow), (d) => this.provider.sign(d));
   }
 
   /** Feeds one message from the keys topic; a trusted peer is installed only if every check passes. */
@@ -214,6 +215,8 @@ export class SecureSession {
     if (this.strict && !maySubscribe(recipient, topic)) {
       throw new Error(`recipient "${recipientId}" is not authorized by its certificate to read "${topic}"`);
     }
+    const recipientValidity = checkValidity(recipient, now);
+    if (!recipientValidity.ok) throw new Error(`recipient "${recipientId}" has a certificate that is ${recipientValidity.reason === 'expired' ? 'expired' : 'not yet valid'}`);
     const seq = this.takeSequence(now);
     const envelope = await sealDirectEnvelope({
       topic,

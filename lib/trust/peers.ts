@@ -20,6 +20,8 @@ export interface TrustedPeer {
   readonly topics: readonly string[];
   readonly notBefore: bigint;
   readonly notAfter: bigint;
+  /** issued_at of the announcement it came from: an older one for the same key is refused. */
+  readonly issuedAt: bigint;
   /** False only for peers accepted without a certificate outside strict mode. */
   readonly certified: boolean;
   /** SHA-256 of the announcement it came from: an identical re-delivery costs no crypto. */

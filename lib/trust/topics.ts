@@ -7,12 +7,14 @@
 export function isValidTopicName(topic: unknown, maxBytes = 65535): topic is string {
   if (typeof topic !== 'string' || topic.length === 0) return false;
   if (topic.includes('+') || topic.includes('#') || topic.includes('\u0000')) return false;
+  // A lone surrogate would encode as U+FFFD: two distinct strings, one signed byte string.
+  if (!topic.isWellFormed()) return false;
   return Buffer.byteLength(topic, 'utf8') <= maxBytes;
 }
 
 /** A filter: '+' only as a whole level, '#' only as the whole last level. */
 export function isValidTopicFilter(filter: unknown, maxBytes = 65535): filter is string {
-  if (typeof filter !== 'string' || filter.length === 0 || filter.includes('\u0000')) return false;
+  if (typeof filter !== 'string' || filter.length === 0 || filter.includes('\u0000') || !filter.isWellFormed()) return false;
   if (Buffer.byteLength(filter, 'utf8') > maxBytes) return false;
   const levels = filter.split('/');
   for (let i = 0; i < levels.length; i++) {
