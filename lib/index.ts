@@ -8,7 +8,8 @@ export {
   KEM_ALGORITHMS, SIG_ALGORITHMS, DEFAULT_KEM, DEFAULT_SIG, DEFAULT_CA_SIG, parseKemName, parseSigName,
   isKemAlgorithm, isSigAlgorithm, type KemAlgorithm, type SigAlgorithm,
 } from './crypto/algorithms';
-export { cryptoBackend, useCryptoBackend, nobleBackend, type CryptoBackend } from './crypto/backend';
+export { cryptoBackend, cryptoBackendName, useCryptoBackend, nobleBackend, type CryptoBackend } from './crypto/backend';
+export { nativeBackend } from './crypto/native';
 export { LABELS } from './crypto/symmetric';
 export { isValidDeviceId, DEVICE_ID_PATTERN } from './wire/fields';
 export { peekType, STRUCTURE_TYPES, type StructureType } from './wire/header';
@@ -30,6 +31,9 @@ export {
 } from './session/identity';
 export { SoftwareProvider, type SecurityProvider } from './session/provider';
 export {
-  SecureSession, initialSequenceFor, DEFAULT_KEYS_TOPIC_PREFIX,
-  type SessionOptions, type OpenedMessage, type AnnouncementVerdict,
+  SecureSession, initialSequenceFor, DEFAULT_KEYS_TOPIC_PREFIX, DEFAULT_REVOCATION_TOPIC, SEQUENCE_RESERVATION, STATE_FORMAT,
+  type SessionOptions, type OpenedMessage, type AnnouncementVerdict, type RevocationVerdict, type TrustSnapshot,
+  type CounterSnapshot, type RestoreReport,
 } from './session/session';
+export { issueRevocation, applyRevocation, isRevoked, EMPTY_REVOCATIONS, type RevocationState } from './trust/revocation';
+export { decodeRevocation, ALL_KEYS, type RevocationEntry, type DecodedRevocation } from './wire/revocation';

@@ -8,6 +8,7 @@ import { ml_kem768, ml_kem1024 } from '@noble/post-quantum/ml-kem.js';
 import { ml_dsa44, ml_dsa65 } from '@noble/post-quantum/ml-dsa.js';
 import { falcon512 } from '@noble/post-quantum/falcon.js';
 import type { KemAlgorithm, SigAlgorithm } from './algorithms';
+import { nativeBackend } from './native';
 
 export interface KeyPair {
   readonly publicKey: Uint8Array;
@@ -76,11 +77,19 @@ function expand(random: Uint8Array, n: number): Uint8Array {
   return out;
 }
 
-let active: CryptoBackend = nobleBackend;
+let active: CryptoBackend | undefined;
 
-/** The backend the protocol core uses; the native one is selected here when it exists. */
+/** The backend the protocol core uses: node:crypto's when the running Node has it, else noble. */
 export function cryptoBackend(): CryptoBackend {
+  // Chosen on first use, not at load: native.ts imports this module, so while either loads the
+  // other may still be incomplete.
+  active ??= nativeBackend ?? nobleBackend;
   return active;
+}
+
+/** Which implementation runs, for the config node to show once (e.g. 'noble'). */
+export function cryptoBackendName(): string {
+  return cryptoBackend().name;
 }
 
 /** For tests that run the same assertions against several backends. */

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { cryptoBackend, nobleBackend, useCryptoBackend, type CryptoBackend } from '../../lib/crypto/backend';
+import { nativeBackend } from '../../lib/crypto/native';
 import { aesGcmOpen } from '../../lib/crypto/symmetric';
 import { createIdentity, issueCertificate, createCa } from '../../lib/session/identity';
 import { SoftwareProvider } from '../../lib/session/provider';
@@ -16,7 +17,7 @@ const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 /** Every backend the running Node offers; the vectors must come out the same from each. */
-const BACKENDS: CryptoBackend[] = [nobleBackend];
+const BACKENDS: CryptoBackend[] = [nobleBackend, ...(nativeBackend ? [nativeBackend] : [])];
 
 function loadVectors(): VectorCase[] {
   const file = JSON.parse(readFileSync(VECTORS_PATH, 'utf8')) as { cases?: VectorCase[] };
