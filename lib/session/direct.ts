@@ -53,8 +53,8 @@ export async function sealDirectEnvelope(input: DirectSealInput): Promise<Uint8A
     const nonce = input.random?.nonce ?? randomNonce();
     const ciphertext = aesGcmSeal(key, nonce, input.data, envelopeAad(input.topic, headerBytes));
     const blob = encodeEnvelopeBlob(headerBytes, nonce, ciphertext);
-    const sig = await input.sign(messageDigest(input.sender.deviceId, input.topic, blob));
-    return encodeEnvelope(blob, sig);
+    const signature = await input.sign(messageDigest(input.sender.deviceId, input.topic, blob));
+    return encodeEnvelope(blob, { kind: 'signature', signature });
   } finally {
     key.fill(0);
     sharedSecret.fill(0);

@@ -265,7 +265,7 @@ export class SecureSession {
     if (this.limits.maxClockSkewMs > 0 && Math.abs(timestamp - now) > this.limits.maxClockSkewMs) return fail('stale');
     const seen = replayCheck(this.windowOf(peer.deviceId), env.seq, this.limits.replayWindow);
     if (seen !== 'fresh') return fail(seen);
-    if (!cryptoBackend().verify(peer.sigAlgorithm, env.signature, messageDigest(env.senderId, topic, env.blob), peer.sigPublicKey)) {
+    if (!cryptoBackend().verify(peer.sigAlgorithm, env.auth.signature, messageDigest(env.senderId, topic, env.blob), peer.sigPublicKey)) {
       return fail('bad-signature');
     }
     const data = await openDirectCiphertext(env, topic, (c) => this.provider.decapsulate(c));

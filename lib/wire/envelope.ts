@@ -4,13 +4,15 @@
  * key checks), recipient key, sequence and timestamp in the signed header (I4 before any
  * decapsulation), and a detached signature over
  *   SHA-256 framed("pqc-iiot:mqtt-msg:v1", sender id, topic, encrypted blob)   (I3)
- * where the encrypted blob is every byte before the signature. docs/PROTOCOL.md §2.4.
+ * where the encrypted blob is every byte before the authentication trailer (§2.7).
+ * docs/PROTOCOL.md §2.4.
  */
 import { GCM_NONCE_BYTES, GCM_TAG_BYTES, KEM_ALGORITHMS, MAX_CAPSULE_BYTES } from '../crypto/algorithms';
 import { LABELS, domainDigest } from '../crypto/symmetric';
 import { DEFAULT_LIMITS, type Limits } from '../limits';
 import { fail, ok, type Result } from '../result';
-import { appendSignature, kemAlgorithm, keyId, sigAlgorithm, signature, signatureFits, signedPart } from './common';
+import { authBytes, envelopeAuth, type EnvelopeAuth } from './auth';
+import { kemAlgorithm, keyId, sigAlgorithm, signatureFits } from './common';
 import { decodeAll, deviceId, encode, fixed, sized, struct, u32, u64, type StructValue } from './fields';
 import { header } from './header';
 
@@ -35,17 +37,17 @@ const blobLayout = struct({
   ciphertext: sized(4, 0xffffffff, GCM_TAG_BYTES),
 });
 
-const envelopeLayout = struct({ ...blobLayout.fields, signature });
+const envelopeLayout = struct({ ...blobLayout.fields, auth: envelopeAuth });
 
 export type EnvelopeHeader = Omit<StructValue<typeof headerLayout.fields>, 'header'>;
 
 export interface DecodedEnvelope extends EnvelopeHeader {
   readonly nonce: Uint8Array;
   readonly ciphertext: Uint8Array;
-  readonly signature: Uint8Array;
+  readonly auth: EnvelopeAuth;
   /** Header bytes (through the capsule): bound into the AES-GCM associated data. */
   readonly headerBytes: Uint8Array;
-  /** Every byte before the signature: the "encrypted blob" of I3. */
+  /** Every byte before the authentication trailer: the "encrypted blob" of I3. */
   readonly blob: Uint8Array;
 }
 
@@ -63,8 +65,12 @@ export function encodeEnvelopeBlob(headerBytes: Uint8Array, nonce: Uint8Array, c
   return out;
 }
 
-export function encodeEnvelope(blob: Uint8Array, sig: Uint8Array): Uint8Array {
-  return appendSignature(blob, sig);
+export function encodeEnvelope(blob: Uint8Array, auth: EnvelopeAuth): Uint8Array {
+  const trailer = encode(envelopeAuth, auth);
+  const out = new Uint8Array(blob.length + trailer.length);
+  out.set(blob, 0);
+  out.set(trailer, blob.length);
+  return out;
 }
 
 /** I3: what the sender signs. */
@@ -82,8 +88,8 @@ export function decodeDirectEnvelope(bytes: Uint8Array, limits: Limits = DEFAULT
   if (!r.ok) return r;
   const { header: _h, ...v } = r.value;
   if (v.capsule.length !== KEM_ALGORITHMS[v.kemAlgorithm].cipherText) return fail('bad-length', 'capsule length');
-  if (!signatureFits(v.sigAlgorithm, v.signature)) return fail('bad-length', 'signature length');
-  const blob = signedPart(bytes, v.signature);
+  if (!signatureFits(v.sigAlgorithm, v.auth.signature)) return fail('bad-length', 'signature length');
+  const blob = bytes.subarray(0, bytes.length - authBytes(v.auth));
   const headerLength = blob.length - GCM_NONCE_BYTES - 4 - v.ciphertext.length;
   return ok({ ...v, blob, headerBytes: bytes.subarray(0, headerLength) });
 }

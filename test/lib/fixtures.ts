@@ -224,7 +224,7 @@ export const LAYOUTS = {
     ...HEADER, ['senderId', 'id'], ['senderKeyEpoch', 'u32'], ['senderKeyId', { fixed: 16 }], ['sigAlgorithm', 'u8'],
     ['recipientId', 'id'], ['recipientKeyId', { fixed: 16 }], ['kemAlgorithm', 'u8'], ['seq', 'u64'],
     ['timestamp', 'u64'], ['capsule', { sized: 2 }], ['nonce', { fixed: 12 }], ['ciphertext', { sized: 4 }],
-    ['signature', { sized: 2 }],
+    ['authKind', 'u8'], ['signature', { sized: 2 }],
   ],
   caPublicKey: [...HEADER, ['sigAlgorithm', 'u8'], ['publicKey', { sized: 2 }]],
 } satisfies Record<string, [string, Kind][]>;

@@ -69,7 +69,7 @@ describe('test vectors (docs/PROTOCOL.md §9)', function () {
           const env = decodeDirectEnvelope(unhex(o.envelope));
           assert.ok(env.ok);
           assert.equal(hex(messageDigest(env.value.senderId, i.envelope.topic, env.value.blob)), o.messageDigest);
-          assert.ok(backend.verify(i.sigAlgorithm, env.value.signature, unhex(o.messageDigest), unhex(o.senderSigPublicKey)));
+          assert.ok(backend.verify(i.sigAlgorithm, env.value.auth.signature, unhex(o.messageDigest), unhex(o.senderSigPublicKey)));
 
           const recipient = createIdentity({
             deviceId: i.recipient.deviceId, keyEpoch: i.recipient.keyEpoch, kemAlgorithm: i.kemAlgorithm,

@@ -304,7 +304,7 @@ async function vectorChecks(native: CryptoBackend): Promise<void> {
         if (!ca.ok || !cert.ok || !ann.ok || !env.ok) return 'does not decode';
         if (!native.verify(i.caSigAlgorithm, cert.value.signature, unhex(o.certificateDigest), ca.value.publicKey)) return 'certificate signature';
         if (!native.verify(i.sigAlgorithm, ann.value.signature, unhex(o.announcementDigest), unhex(o.senderSigPublicKey))) return 'announcement signature';
-        if (!native.verify(i.sigAlgorithm, env.value.signature, unhex(o.messageDigest), unhex(o.senderSigPublicKey))) return 'envelope signature';
+        if (!native.verify(i.sigAlgorithm, env.value.auth.signature, unhex(o.messageDigest), unhex(o.senderSigPublicKey))) return 'envelope signature';
         const recipient = createIdentity({
           deviceId: i.recipient.deviceId, keyEpoch: i.recipient.keyEpoch, kemAlgorithm: i.kemAlgorithm,
           sigAlgorithm: i.sigAlgorithm, seeds: { kem: unhex(i.recipient.kemSeed), sig: unhex(i.recipient.sigSeed) },

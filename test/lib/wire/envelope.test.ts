@@ -22,7 +22,7 @@ describe('wire/envelope', () => {
     empty = await alice.sealDirect('plant/line1/temp', new Uint8Array(0), 'bob', T0 + 1);
   });
 
-  it('decodes every header field; headerBytes ends at the capsule and blob at the signature', () => {
+  it('decodes every header field; headerBytes ends at the capsule and blob at the auth trailer', () => {
     const r = decodeDirectEnvelope(env);
     assert.ok(r.ok);
     const e = r.value;
@@ -38,10 +38,11 @@ describe('wire/envelope', () => {
     assert.equal(e.capsule.length, 1088);
     assert.equal(e.nonce.length, 12);
     assert.equal(e.ciphertext.length, data.length + 16);
-    assert.equal(e.signature.length, 2420);
+    assert.equal(e.auth.signature.length, 2420);
     const g = regionsOf('envelope', env);
     assert.deepEqual(e.headerBytes, env.subarray(0, g.capsule.end));
-    assert.deepEqual(e.blob, env.subarray(0, g.signature.start));
+    assert.deepEqual(e.blob, env.subarray(0, g.authKind.start));
+    assert.equal(env[g.authKind.start], 0x01, 'auth kind 0x01: one signature');
   });
 
   it('an envelope of empty data holds just the 16-byte tag', () => {
@@ -80,6 +81,13 @@ describe('wire/envelope', () => {
       assertReason(decodeDirectEnvelope(withU16(env, g.signature.prefix!, 0xffff)), 'bad-length', 'signature 65535');
       assertReason(decodeDirectEnvelope(withU16(env, g.signature.prefix!, 2421)), 'truncated', 'signature one longer');
       assertReason(decodeDirectEnvelope(withU16(env, g.signature.prefix!, 0)), 'bad-length', 'signature 0');
+    });
+
+    it('an unknown authentication kind is bad-field', () => {
+      const g = regionsOf('envelope', env);
+      for (const kind of [0x00, 0x02, 0x7f, 0xff]) {
+        assertReason(decodeDirectEnvelope(withByte(env, g.authKind.start, kind)), 'bad-field', `auth kind ${kind}`);
+      }
     });
 
     it('I0 invalid sender or recipient ids are bad-id', () => {
