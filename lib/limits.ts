@@ -19,6 +19,16 @@ export interface Limits {
   readonly maxPeers: number;
   /** Whole revocation update (cumulative list of revoked keys). */
   readonly maxRevocationBytes: number;
+  /** Whole topic key message (one ML-KEM wrap of about 1.2 KB per subscriber). */
+  readonly maxKeyMessageBytes: number;
+  /** (publisher, topic) keys a subscriber keeps. */
+  readonly maxTopicKeys: number;
+  /** Verified topic-mode messages held while their key message has not arrived yet. */
+  readonly maxPendingMessages: number;
+  /** How long such a message is held before it is rejected with `no-key` (ms). */
+  readonly pendingKeyWaitMs: number;
+  /** How long the previous topic key still opens in-flight messages after a rotation (ms). */
+  readonly topicKeyGraceMs: number;
   /** Sliding replay window width in sequence numbers (I4). */
   readonly replayWindow: number;
   /** Accepted clock skew for envelope timestamps in ms; 0 turns the check off. */
@@ -41,6 +51,16 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxPeers: 1024,
   // About 14,000 revoked keys (18–146 bytes each) plus a signature; far beyond a plant's fleet churn.
   maxRevocationBytes: 256 * 1024,
+  // About 850 subscribers per topic; beyond that, split topics or use a key service.
+  maxKeyMessageBytes: 1024 * 1024,
+  // Bounds memory an attacker can fill with key messages for invented topics.
+  maxTopicKeys: 4096,
+  // Bounds memory held for messages that arrive before their key (MQTT orders per topic only).
+  maxPendingMessages: 256,
+  // A key message normally arrives within milliseconds of its first data message.
+  pendingKeyWaitMs: 5000,
+  // Covers in-flight messages and QoS 1 redelivery around a rotation.
+  topicKeyGraceMs: 30_000,
   // Seed 004 (I4): 64-bit bitmap.
   replayWindow: 64,
   // Off by default: many field devices have no trusted clock; replay windows do not need time.
@@ -55,6 +75,11 @@ const BOUNDS: Readonly<Record<keyof Limits, readonly [number, number]>> = Object
   maxTopicBytes: [1, 65535],
   maxPeers: [1, 1_000_000],
   maxRevocationBytes: [1024, 16 * 1024 * 1024],
+  maxKeyMessageBytes: [4096, 64 * 1024 * 1024],
+  maxTopicKeys: [1, 1_000_000],
+  maxPendingMessages: [0, 100_000],
+  pendingKeyWaitMs: [0, 600_000],
+  topicKeyGraceMs: [0, 24 * 3600 * 1000],
   replayWindow: [1, 4096],
   maxClockSkewMs: [0, 365 * 24 * 3600 * 1000],
 });

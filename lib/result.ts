@@ -38,6 +38,7 @@ export const REASONS = Object.freeze({
   'duplicate': 'sequence number was already accepted (dropped quietly)',
   'decrypt-failed': 'KEM decapsulation or AES-GCM authentication failed',
   'revoked': 'sender key has been revoked',
+  'no-key': 'topic key for this message never arrived (or was superseded) in time',
   // Lifecycle: revocation updates and stored state (I6, I7).
   'rollback': 'update is not newer than the one already applied, or drops revoked entries',
   'state-rollback': 'stored state is older than its generation counter says (restored copy)',

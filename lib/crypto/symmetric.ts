@@ -16,6 +16,11 @@ export const LABELS = Object.freeze({
   revocation: 'pqc-iiot:revocation:v1',
   directKey: 'pqc-iiot:direct-key:v1',
   directAad: 'pqc-iiot:direct-aad:v1',
+  topicKey: 'pqc-iiot:topic-key:v1',
+  topicKek: 'pqc-iiot:topic-kek:v1',
+  topicWrapAad: 'pqc-iiot:topic-wrap:v1',
+  topicData: 'pqc-iiot:topic-data:v1',
+  topicAad: 'pqc-iiot:topic-aad:v1',
 } as const);
 
 export type Label = (typeof LABELS)[keyof typeof LABELS];
@@ -48,6 +53,10 @@ export function domainDigest(label: Label, parts: readonly Uint8Array[]): Uint8A
 
 export function hkdf(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
   return new Uint8Array(hkdfSync('sha256', ikm, salt, info, length));
+}
+
+export function randomKey(): Uint8Array {
+  return new Uint8Array(randomBytes(AES_KEY_BYTES));
 }
 
 export function randomNonce(): Uint8Array {

@@ -4,7 +4,7 @@
  * clock, a file or the network. docs/PROTOCOL.md §4–6.
  */
 import { cryptoBackend } from '../crypto/backend';
-import { bytesEqual } from '../crypto/symmetric';
+import { aesGcmOpen, aesGcmSeal, bytesEqual, randomKey, randomNonce } from '../crypto/symmetric';
 import { resolveLimits, type Limits } from '../limits';
 import { fail, ok, type Result } from '../result';
 import { checkValidity } from '../trust/certificates';
@@ -16,7 +16,15 @@ import type { CaPublicKey } from '../wire/ca-key';
 import { decodeCertificate, roleAllowsPublish } from '../wire/certificate';
 import { toHex } from '../wire/common';
 import { decodeAnnouncement } from '../wire/announcement';
-import { decodeDirectEnvelope, messageDigest } from '../wire/envelope';
+import { decodeDirectEnvelope, encodeEnvelope, encodeEnvelopeBlob, messageDigest, type DecodedEnvelope } from '../wire/envelope';
+import type { EnvelopeAuth } from '../wire/auth';
+import { peekType } from '../wire/header';
+import { decodeTopicEnvelope, encodeTopicEnvelopeHeader, topicEnvelopeAad, type DecodedTopicEnvelope } from '../wire/topic-envelope';
+import { decodeTopicKey, encodeTopicKey, encodeTopicKeyBody, topicKeyDigest } from '../wire/topic-key';
+import {
+  DEFAULT_KEY_STRATEGY, TopicKeyCache, checkStrategy, needsRotation, scheduleEnd, topicMessageKey, unwrapTopicKey, wrapTopicKey,
+  type KeyStrategy, type PublisherTopicKey, type SubscriberTopicKey,
+} from './topic-keys';
 import { isValidDeviceId } from '../wire/fields';
 import { buildAnnouncement, evaluateAnnouncement } from './announce';
 import { openDirectCiphertext, sealDirectEnvelope } from './direct';
@@ -24,6 +32,32 @@ import type { SecurityProvider } from './provider';
 
 export const DEFAULT_KEYS_TOPIC_PREFIX = 'pqc/keys/';
 export const DEFAULT_REVOCATION_TOPIC = 'pqc/revocations';
+export const DEFAULT_TOPIC_KEYS_PREFIX = 'pqc/topic-keys/';
+
+export interface SealedTopicMessage {
+  envelope: Uint8Array;
+  keySerial: bigint;
+  /** Present when the key was (re)created: publish retained on `topic` before the envelope. */
+  keyMessage?: { topic: string; payload: Uint8Array; serial: bigint; recipients: string[] };
+}
+
+export interface KeyMessageVerdict {
+  publisher: string;
+  topic: string;
+  serial: bigint;
+  /** Held messages of this publisher and topic that were resolved by this key. */
+  released: number;
+}
+
+type SenderFields = Pick<DecodedEnvelope, 'senderId' | 'senderKeyEpoch' | 'senderKeyId' | 'sigAlgorithm' | 'seq' | 'timestamp'>;
+
+interface PendingMessage {
+  topic: string;
+  env: DecodedTopicEnvelope;
+  peer: TrustedPeer;
+  heldAt: number;
+  resolve: (r: Result<OpenedMessage>) => void;
+}
 
 export interface SessionOptions {
   provider: SecurityProvider;
@@ -35,6 +69,8 @@ export interface SessionOptions {
   keysTopicPrefix?: string;
   /** Topic of CA-signed revocation updates (I7), retained. */
   revocationTopic?: string;
+  /** Prefix of topic key messages: `{prefix}{publisher_id}/{data topic}`, retained. */
+  topicKeysPrefix?: string;
   /** First sequence number to send; by default derived from the time of the first send. */
   initialSequence?: bigint;
 }
@@ -124,6 +160,7 @@ export class SecureSession {
   readonly limits: Limits;
   readonly keysTopicPrefix: string;
   readonly revocationTopic: string;
+  readonly topicKeysPrefix: string;
   private readonly provider: SecurityProvider;
   private readonly ca: CaPublicKey | undefined;
   private readonly peers = new Map<string, TrustedPeer>();
@@ -134,6 +171,9 @@ export class SecureSession {
   private revocationBytes: Uint8Array | undefined;
   private readonly announcements = new Map<string, Uint8Array>();
   private timeFloor = 0;
+  private readonly publisherKeys = new Map<string, PublisherTopicKey>();
+  private readonly topicKeys: TopicKeyCache;
+  private pending: PendingMessage[] = [];
   private trustChanges = 0;
   private counterChanges = 0;
 
@@ -147,6 +187,11 @@ export class SecureSession {
     if (!isValidTopicName(this.keysTopicPrefix + 'x') || !this.keysTopicPrefix.endsWith('/')) {
       throw new Error('keys topic prefix must be a topic ending in "/" without wildcards');
     }
+    this.topicKeysPrefix = opts.topicKeysPrefix ?? DEFAULT_TOPIC_KEYS_PREFIX;
+    if (!isValidTopicName(this.topicKeysPrefix + 'x') || !this.topicKeysPrefix.endsWith('/') || this.topicKeysPrefix === this.keysTopicPrefix) {
+      throw new Error('topic keys prefix must be a topic ending in "/" without wildcards, other than the keys prefix');
+    }
+    this.topicKeys = new TopicKeyCache(this.limits.maxTopicKeys);
     this.revocationTopic = opts.revocationTopic ?? DEFAULT_REVOCATION_TOPIC;
     if (!isValidTopicName(this.revocationTopic) || this.isAnnouncementTopic(this.revocationTopic)) {
       throw new Error('revocation topic must be a topic without wildcards, outside the keys topics');
@@ -234,17 +279,38 @@ export class SecureSession {
   }
 
   /**
-   * Checks, verifies and decrypts one envelope. Order: size, framing, sender, key, rights,
-   * validity, replay (read-only), signature, decryption, then replay commit (I3, I4, I5).
+   * Checks, verifies and decrypts one envelope (direct or topic mode). Order: size, framing,
+   * sender, key, rights, validity, replay (read-only), signature, decryption, then replay commit
+   * (I3, I4, I5). A topic-mode message whose key has not arrived yet is verified and held:
+   * `open` then fails with `no-key` only if `maxPendingMessages` is 0 or full; otherwise it
+   * resolves once the key message is handled or the wait expires (see `expirePending`).
    */
   async open(topic: string, payload: Uint8Array, clockNow: number): Promise<Result<OpenedMessage>> {
     const now = this.observeTime(clockNow);
     if (!(payload instanceof Uint8Array)) return fail('bad-field', 'payload is not bytes');
     if (payload.length > this.limits.maxEnvelopeBytes) return fail('too-large');
     if (!isValidTopicName(topic, this.limits.maxTopicBytes)) return fail('bad-field', 'topic');
+    if (peekType(payload) === 'topicEnvelope') return this.openTopic(topic, payload, now);
     const d = decodeDirectEnvelope(payload, this.limits);
     if (!d.ok) return d;
     const env = d.value;
+    const sender = this.checkSender(env, topic, now);
+    if (!sender.ok) return sender;
+    if (
+      env.recipientId !== this.deviceId || !bytesEqual(env.recipientKeyId, this.provider.keyId) ||
+      env.kemAlgorithm !== this.provider.kemAlgorithm
+    ) {
+      return fail('not-for-me');
+    }
+    const verified = this.verifySender(sender.value, env, topic);
+    if (!verified.ok) return verified;
+    const data = await openDirectCiphertext(env, topic, (c) => this.provider.decapsulate(c));
+    if (data === undefined) return fail('decrypt-failed');
+    return this.commit(sender.value, env, data, suiteName(sender.value, env.kemAlgorithm));
+  }
+
+  /** Steps 3–10 of §6.2, shared by both modes: no cryptography yet. */
+  private checkSender(env: SenderFields, topic: string, now: number): Result<TrustedPeer> {
     if (env.senderId === this.deviceId) return fail('own-message');
     if (this.isRevoked(env.senderId, env.senderKeyId)) return fail('revoked');
     const peer = this.peers.get(env.senderId);
@@ -252,25 +318,21 @@ export class SecureSession {
     if (env.senderKeyEpoch !== peer.keyEpoch || !bytesEqual(env.senderKeyId, peer.keyId) || env.sigAlgorithm !== peer.sigAlgorithm) {
       return fail('stale-key');
     }
-    if (
-      env.recipientId !== this.deviceId || !bytesEqual(env.recipientKeyId, this.provider.keyId) ||
-      env.kemAlgorithm !== this.provider.kemAlgorithm
-    ) {
-      return fail('not-for-me');
-    }
     if (!mayPublish(peer, topic)) return fail('not-authorized');
     const validity = checkValidity(peer, now);
     if (!validity.ok) return validity;
-    const timestamp = Number(env.timestamp);
-    if (this.limits.maxClockSkewMs > 0 && Math.abs(timestamp - now) > this.limits.maxClockSkewMs) return fail('stale');
+    if (this.limits.maxClockSkewMs > 0 && Math.abs(Number(env.timestamp) - now) > this.limits.maxClockSkewMs) return fail('stale');
     const seen = replayCheck(this.windowOf(peer.deviceId), env.seq, this.limits.replayWindow);
-    if (seen !== 'fresh') return fail(seen);
-    if (!cryptoBackend().verify(peer.sigAlgorithm, env.auth.signature, messageDigest(env.senderId, topic, env.blob), peer.sigPublicKey)) {
-      return fail('bad-signature');
-    }
-    const data = await openDirectCiphertext(env, topic, (c) => this.provider.decapsulate(c));
-    if (data === undefined) return fail('decrypt-failed');
-    // Another copy may have been accepted while this one awaited decapsulation: check again.
+    return seen === 'fresh' ? ok(peer) : fail(seen);
+  }
+
+  private verifySender(peer: TrustedPeer, env: SenderFields & { auth: EnvelopeAuth; blob: Uint8Array }, topic: string): Result<true> {
+    const digest = messageDigest(env.senderId, topic, env.blob);
+    return cryptoBackend().verify(peer.sigAlgorithm, env.auth.signature, digest, peer.sigPublicKey) ? ok(true) : fail('bad-signature');
+  }
+
+  /** Replay re-check (another copy may have been accepted meanwhile) and commit. */
+  private commit(peer: TrustedPeer, env: SenderFields, data: Uint8Array, suite: string): Result<OpenedMessage> {
     const window = this.windowOf(peer.deviceId);
     const again = replayCheck(window, env.seq, this.limits.replayWindow);
     if (again !== 'fresh') return fail(again);
@@ -282,9 +344,213 @@ export class SecureSession {
       keyId: toHex(peer.keyId),
       keyEpoch: peer.keyEpoch,
       seq: env.seq,
-      timestamp,
-      suite: suiteName(peer, env.kemAlgorithm),
+      timestamp: Number(env.timestamp),
+      suite,
     });
+  }
+
+  // --- topic mode (docs/PROTOCOL.md §4.5–4.6, §6.4) -----------------------------------------------
+
+  /** Where this device publishes its key message for `dataTopic`. */
+  topicKeyTopic(dataTopic: string): string {
+    return `${this.topicKeysPrefix}${this.deviceId}/${dataTopic}`;
+  }
+
+  /** What a subscriber of `dataFilter` subscribes to for the matching key messages. */
+  topicKeyFilter(dataFilter: string): string {
+    return `${this.topicKeysPrefix}+/${dataFilter}`;
+  }
+
+  isTopicKeyTopic(topic: string): boolean {
+    return topic.startsWith(this.topicKeysPrefix);
+  }
+
+  /**
+   * Encrypts `data` for every authorized subscriber of `topic` under the topic key, rotating
+   * the key first when the strategy says so or the set of authorized subscribers changed.
+   * Returns the key message to publish (retained) before the envelope, when there is a new key.
+   */
+  async sealTopic(topic: string, data: Uint8Array, clockNow: number, strategy: KeyStrategy = DEFAULT_KEY_STRATEGY): Promise<SealedTopicMessage> {
+    const now = this.observeTime(clockNow);
+    if (!isValidTopicName(topic, this.limits.maxTopicBytes)) throw new Error(`invalid topic ${JSON.stringify(topic)}`);
+    checkStrategy(strategy);
+    this.assertMayPublish(topic, now);
+    const members = this.subscribersOf(topic, now);
+    let key = this.publisherKeys.get(topic);
+    let keyMessage: SealedTopicMessage['keyMessage'];
+    if (!key || needsRotation(key, strategy, new Set(members.keys()), now, data.length)) {
+      key?.mek.fill(0);
+      const serial = this.takeSequence(now);
+      const mek = randomKey();
+      const notAfter = strategy.kind === 'schedule' ? scheduleEnd(strategy, now) : 0;
+      const wraps = [...members.values()].map((m) => wrapTopicKey(mek, m, this.deviceId, topic, serial));
+      const body = encodeTopicKeyBody({
+        publisherId: this.deviceId,
+        publisherKeyEpoch: this.provider.keyEpoch,
+        publisherKeyId: this.provider.keyId,
+        sigAlgorithm: this.provider.sigAlgorithm,
+        topic,
+        keySerial: serial,
+        notAfter: BigInt(notAfter),
+        issuedAt: BigInt(now),
+        wraps,
+      });
+      const keyTopic = this.topicKeyTopic(topic);
+      const payload = encodeTopicKey(body, await this.provider.sign(topicKeyDigest(this.deviceId, keyTopic, body)));
+      if (payload.length > this.limits.maxKeyMessageBytes) {
+        throw new Error(`key message of ${payload.length} bytes for ${members.size} subscribers exceeds the limit of ${this.limits.maxKeyMessageBytes}`);
+      }
+      key = { serial, mek, createdAt: now, notAfter, members: new Set(members.keys()), packets: 0, bytes: 0 };
+      this.publisherKeys.set(topic, key);
+      keyMessage = { topic: keyTopic, payload, serial, recipients: [...members.values()].map((m) => m.deviceId) };
+    }
+    const seq = this.takeSequence(now);
+    const headerBytes = encodeTopicEnvelopeHeader({
+      senderId: this.deviceId,
+      senderKeyEpoch: this.provider.keyEpoch,
+      senderKeyId: this.provider.keyId,
+      sigAlgorithm: this.provider.sigAlgorithm,
+      keySerial: key.serial,
+      seq,
+      timestamp: BigInt(now),
+    });
+    const messageKey = topicMessageKey(key.mek, seq);
+    const nonce = randomNonce();
+    let blob: Uint8Array;
+    try {
+      blob = encodeEnvelopeBlob(headerBytes, nonce, aesGcmSeal(messageKey, nonce, data, topicEnvelopeAad(topic, headerBytes)));
+    } finally {
+      messageKey.fill(0);
+    }
+    const signature = await this.provider.sign(messageDigest(this.deviceId, topic, blob));
+    const envelope = encodeEnvelope(blob, { kind: 'signature', signature });
+    if (envelope.length > this.limits.maxEnvelopeBytes) {
+      throw new Error(`envelope of ${envelope.length} bytes exceeds the limit of ${this.limits.maxEnvelopeBytes}`);
+    }
+    key.packets++;
+    key.bytes += data.length;
+    return { envelope, keyMessage, keySerial: key.serial };
+  }
+
+  /** Trusted, unrevoked, currently valid peers allowed to read `topic`, by "device/keyid". */
+  private subscribersOf(topic: string, now: number): Map<string, TrustedPeer> {
+    const out = new Map<string, TrustedPeer>();
+    for (const peer of this.peers.values()) {
+      if (this.isRevoked(peer.deviceId, peer.keyId) || !checkValidity(peer, now).ok) continue;
+      if (!maySubscribe(peer, topic)) continue;
+      out.set(`${peer.deviceId}/${toHex(peer.keyId)}`, peer);
+    }
+    return out;
+  }
+
+  /**
+   * Feeds one message from the topic-key topics. Key messages are never flow output: a valid
+   * one addressed to this device installs the key and releases messages held for it.
+   */
+  async handleKeyMessage(topic: string, payload: Uint8Array, clockNow: number): Promise<Result<KeyMessageVerdict>> {
+    const now = this.observeTime(clockNow);
+    if (!(payload instanceof Uint8Array)) return fail('bad-field', 'payload is not bytes');
+    if (payload.length > this.limits.maxKeyMessageBytes) return fail('too-large');
+    if (!this.isTopicKeyTopic(topic)) return fail('topic-mismatch');
+    const rest = topic.slice(this.topicKeysPrefix.length);
+    const slash = rest.indexOf('/');
+    const publisherId = slash < 0 ? rest : rest.slice(0, slash);
+    if (!isValidDeviceId(publisherId)) return fail('bad-id');
+    if (publisherId === this.deviceId) return fail('own-message');
+    const d = decodeTopicKey(payload, this.limits);
+    if (!d.ok) return d;
+    const k = d.value;
+    if (k.publisherId !== publisherId || rest.slice(slash + 1) !== k.topic || slash < 0) return fail('topic-mismatch');
+    if (this.isRevoked(k.publisherId, k.publisherKeyId)) return fail('revoked');
+    const peer = this.peers.get(k.publisherId);
+    if (!peer) return fail('unknown-sender');
+    if (k.publisherKeyEpoch !== peer.keyEpoch || !bytesEqual(k.publisherKeyId, peer.keyId) || k.sigAlgorithm !== peer.sigAlgorithm) {
+      return fail('stale-key');
+    }
+    if (!mayPublish(peer, k.topic)) return fail('not-authorized');
+    const validity = checkValidity(peer, now);
+    if (!validity.ok) return validity;
+    const latest = this.topicKeys.latestSerial(k.publisherId, k.topic);
+    if (latest !== undefined && k.keySerial <= latest) return fail(k.keySerial === latest ? 'duplicate' : 'rollback');
+    const wrap = k.wraps.find((w) => w.recipientId === this.deviceId && bytesEqual(w.recipientKeyId, this.provider.keyId));
+    if (wrap && wrap.kemAlgorithm !== this.provider.kemAlgorithm) return fail('not-for-me');
+    if (!cryptoBackend().verify(peer.sigAlgorithm, k.signature, topicKeyDigest(k.publisherId, topic, k.signedBytes), peer.sigPublicKey)) {
+      return fail('bad-signature');
+    }
+    if (!wrap) {
+      // Authentic, and this device is not a member: messages held for this key can never open.
+      this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, mek: undefined, notAfter: Number(k.notAfter) }, now);
+      this.releasePending(k.publisherId, k.topic, now);
+      return fail('not-for-me');
+    }
+    const mek = await unwrapTopicKey(wrap, k.publisherId, k.topic, k.keySerial, (c) => this.provider.decapsulate(c));
+    if (!mek) return fail('decrypt-failed');
+    this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, mek, notAfter: Number(k.notAfter) }, now);
+    return ok({ publisher: k.publisherId, topic: k.topic, serial: k.keySerial, released: this.releasePending(k.publisherId, k.topic, now) });
+  }
+
+  private async openTopic(topic: string, payload: Uint8Array, now: number): Promise<Result<OpenedMessage>> {
+    const d = decodeTopicEnvelope(payload, this.limits);
+    if (!d.ok) return d;
+    const env = d.value;
+    const sender = this.checkSender(env, topic, now);
+    if (!sender.ok) return sender;
+    const verified = this.verifySender(sender.value, env, topic);
+    if (!verified.ok) return verified;
+    const key = this.topicKeys.find(env.senderId, topic, env.keySerial, now, this.limits.topicKeyGraceMs);
+    if (key === 'superseded') return fail('no-key', 'the key of this message was replaced');
+    if (key === 'excluded') return fail('not-for-me');
+    if (key === 'unknown') {
+      if (this.pending.length >= this.limits.maxPendingMessages) return fail('no-key', 'too many messages waiting for keys');
+      return new Promise((resolve) => this.pending.push({ topic, env, peer: sender.value, heldAt: now, resolve }));
+    }
+    return this.openWithTopicKey(sender.value, env, topic, key, now);
+  }
+
+  private openWithTopicKey(
+    peer: TrustedPeer, env: DecodedTopicEnvelope, topic: string, key: SubscriberTopicKey & { mek: Uint8Array }, now: number,
+  ): Result<OpenedMessage> {
+    if (key.notAfter > 0 && now > key.notAfter + this.limits.topicKeyGraceMs) return fail('expired', 'topic key past its schedule');
+    const messageKey = topicMessageKey(key.mek, env.seq);
+    let data: Uint8Array | undefined;
+    try {
+      data = aesGcmOpen(messageKey, env.nonce, env.ciphertext, topicEnvelopeAad(topic, env.headerBytes));
+    } finally {
+      messageKey.fill(0);
+    }
+    if (data === undefined) return fail('decrypt-failed');
+    return this.commit(peer, env, data, `topic-key/${peer.sigAlgorithm}/AES-256-GCM`);
+  }
+
+  /** Resolves held messages of (publisher, topic) now that a key arrived; older serials fail. */
+  private releasePending(publisherId: string, topic: string, now: number): number {
+    let released = 0;
+    this.pending = this.pending.filter((p) => {
+      if (p.env.senderId !== publisherId || p.topic !== topic) return true;
+      const key = this.topicKeys.find(publisherId, topic, p.env.keySerial, now, this.limits.topicKeyGraceMs);
+      if (key === 'unknown') return true;
+      p.resolve(
+        key === 'superseded' ? fail('no-key', 'the key of this message was replaced')
+          : key === 'excluded' ? fail('not-for-me')
+          : this.openWithTopicKey(p.peer, p.env, p.topic, key, now),
+      );
+      released++;
+      return false;
+    });
+    return released;
+  }
+
+  /** Fails held messages whose key did not arrive within `pendingKeyWaitMs`; returns how many. */
+  expirePending(clockNow: number): number {
+    const now = this.observeTime(clockNow);
+    let expired = 0;
+    this.pending = this.pending.filter((p) => {
+      if (now - p.heldAt < this.limits.pendingKeyWaitMs) return true;
+      p.resolve(fail('no-key'));
+      expired++;
+      return false;
+    });
+    return expired;
   }
 
   /**
@@ -304,6 +570,7 @@ export class SecureSession {
       if (this.isRevoked(id, peer.keyId)) {
         this.peers.delete(id);
         this.announcements.delete(id);
+        this.topicKeys.dropPublisher(id);
         untrusted.push(id);
       }
     }

@@ -1,5 +1,5 @@
 /**
- * Applying and issuing revocation updates (I7). docs/PROTOCOL.md §6.5.
+ * Applying and issuing revocation updates (I7). docs/PROTOCOL.md §2.6 and §6.3.
  * Receivers keep the highest applied sequence number and the set of revoked keys; an update
  * must be signed by the pinned CA, bound to the configured revocation topic, strictly newer, and
  * a superset of what was applied (revocation is monotonic and additive: no unrevoke).

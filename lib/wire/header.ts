@@ -14,6 +14,8 @@ export const STRUCTURE_TYPES = Object.freeze({
   directEnvelope: 0x03,
   caPublicKey: 0x04,
   revocation: 0x05,
+  topicKey: 0x06,
+  topicEnvelope: 0x07,
 } as const);
 
 export type StructureType = keyof typeof STRUCTURE_TYPES;
