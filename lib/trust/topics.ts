@@ -1,5 +1,5 @@
 /**
- * MQTT topic names and filters (MQTT 3.1.1 §4.7 / 5.0 §4.7) as used by certificate rights
+ * MQTT topic names and filters (MQTT 3.1.1 §4.7 / 5.0 §4.7) as used by certificate rights:
  * a device may publish only on topics matched by its certificate's filters. docs/PROTOCOL.md §6.6.
  */
 
