@@ -1,0 +1,270 @@
+/**
+ * Wires one SecureSession (sans-I/O core) to one MQTT connection: publishes the signed key
+ * announcement (retained) on every connect, feeds announcements from `pqc/keys/+` and CA-signed
+ * revocation updates (retained, I7) to the session, seals outgoing data per recipient, and opens incoming envelopes once per MQTT message
+ * for every node whose filter matches. Node files only map what it returns to Node-RED.
+ */
+import { EventEmitter } from 'node:events';
+import { REASONS, type Reason } from '../result';
+import { topicMatches, isValidTopicFilter } from '../trust/topics';
+import { isValidDeviceId } from '../wire/fields';
+import { decodeDirectEnvelope } from '../wire/envelope';
+import type { AnnouncementVerdict, RevocationVerdict, SecureSession } from '../session/session';
+import { publishPacketSize, type IncomingMessage, type MessageHandler, type MqttConnection, type PublishOptions, type QoS } from './mqtt-connection';
+
+/** The parts of MqttConnection the endpoint uses (a fake in unit tests is a few lines). */
+export type EndpointConnection = Pick<
+  MqttConnection,
+  'subscribe' | 'unsubscribe' | 'publish' | 'setBirthMessage' | 'maximumPacketSize' | 'protocolVersion'
+>;
+
+/** The parts of SecureSession the endpoint uses. */
+export type EndpointSession = Pick<
+  SecureSession,
+  | 'deviceId' | 'limits' | 'announcementTopic' | 'announcementFilter' | 'isAnnouncementTopic' | 'buildAnnouncement' | 'handleAnnouncement'
+  | 'sealDirect' | 'open' | 'revocationTopic' | 'handleRevocation'
+>;
+
+export interface PqcInfo {
+  sender: string;
+  keyId: string;
+  keyEpoch: number;
+  /** Decimal string: sequence numbers exceed 2^53, and a BigInt would break JSON.stringify(msg). */
+  seq: string;
+  timestamp: number;
+  suite: string;
+}
+
+export interface VerifiedMessage {
+  topic: string;
+  data: Buffer;
+  qos: QoS;
+  retain: boolean;
+  pqc: PqcInfo;
+}
+
+export interface Rejection {
+  reason: Reason;
+  topic: string;
+  /** The sender id the envelope claims; unverified (that is often why it was rejected). */
+  sender?: string;
+}
+
+export type Verdict = { ok: true; message: VerifiedMessage } | { ok: false; rejection: Rejection; quiet: boolean };
+
+/**
+ * Rejections that are expected in normal operation and say nothing about an attack: copies from
+ * overlapping subscriptions, our own messages echoed back, envelopes addressed to someone else on
+ * a shared topic. They are counted but not reported on the rejection output.
+ */
+export const QUIET_REASONS: ReadonlySet<Reason> = new Set<Reason>(['duplicate', 'own-message', 'not-for-me']);
+
+export type VerdictListener = (verdict: Verdict) => void;
+
+export interface SendOptions extends PublishOptions {
+  recipients: readonly string[];
+}
+
+export interface EndpointEvents {
+  /** A peer's key became trusted or changed. */
+  peer: [verdict: AnnouncementVerdict];
+  /** An announcement on the keys topic was refused (public data only: topic and reason). */
+  'announcement-rejected': [rejection: { topic: string; reason: Reason }];
+  /** A newer revocation update was applied (revoked peers are no longer trusted). */
+  revocation: [verdict: RevocationVerdict];
+  /** A message on the revocation topic was refused (forged, older, for another CA…). */
+  'revocation-rejected': [rejection: { topic: string; reason: Reason }];
+  warning: [message: string];
+}
+
+/** QoS 1 so a broker restart does not lose it; retained so late joiners learn the key at once. */
+const ANNOUNCEMENT_OPTIONS: PublishOptions = Object.freeze({ qos: 1, retain: true });
+
+export class SecureEndpoint extends EventEmitter<EndpointEvents> {
+  readonly ownerId: string;
+  private readonly session: EndpointSession;
+  private readonly connection: EndpointConnection;
+  private readonly clock: () => number;
+  /** owner id → filter → listener */
+  private readonly verdictListeners = new Map<string, Map<string, VerdictListener>>();
+  private readonly onAnnouncementMessage: MessageHandler = (m) => this.handleAnnouncementMessage(m);
+  private readonly onRevocationMessage: MessageHandler = (m) => this.handleRevocationMessage(m);
+  /** One handler object for every data filter, so the connection calls it once per message. */
+  private readonly onDataMessage: MessageHandler = (m) => this.handleDataMessage(m);
+  private started = false;
+
+  constructor(opts: { session: EndpointSession; connection: EndpointConnection; ownerId: string; clock?: () => number }) {
+    super();
+    this.session = opts.session;
+    this.connection = opts.connection;
+    this.ownerId = opts.ownerId;
+    this.clock = opts.clock ?? Date.now;
+  }
+
+  get deviceId(): string {
+    return this.session.deviceId;
+  }
+
+  /** Announces on every connect and listens for other devices' announcements. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.connection.setBirthMessage(async () => ({
+      topic: this.session.announcementTopic(),
+      payload: Buffer.from(await this.session.buildAnnouncement(this.clock())),
+      options: ANNOUNCEMENT_OPTIONS,
+    }));
+    this.connection.subscribe(this.session.announcementFilter(), 1, this.onAnnouncementMessage, this.ownerId);
+    this.connection.subscribe(this.session.revocationTopic, 1, this.onRevocationMessage, this.ownerId);
+  }
+
+  stop(): void {
+    if (!this.started) return;
+    this.started = false;
+    this.connection.setBirthMessage(undefined);
+    this.connection.unsubscribe(this.session.announcementFilter(), this.ownerId);
+    this.connection.unsubscribe(this.session.revocationTopic, this.ownerId);
+    for (const owner of [...this.verdictListeners.keys()]) this.removeOwner(owner);
+  }
+
+  /** Delivers a verdict for every data message on `filter` to `listener`, until removeOwner. */
+  subscribe(filter: string, qos: QoS, listener: VerdictListener, ownerId: string): void {
+    if (!isValidTopicFilter(filter)) throw new Error(`invalid topic filter "${filter}"`);
+    let filters = this.verdictListeners.get(ownerId);
+    if (!filters) {
+      filters = new Map();
+      this.verdictListeners.set(ownerId, filters);
+    }
+    filters.set(filter, listener);
+    this.connection.subscribe(filter, qos, this.onDataMessage, ownerId);
+  }
+
+  /** Drops every subscription of one node (its close handler calls this). */
+  removeOwner(ownerId: string): void {
+    const filters = this.verdictListeners.get(ownerId);
+    if (!filters) return;
+    this.verdictListeners.delete(ownerId);
+    for (const filter of filters.keys()) this.connection.unsubscribe(filter, ownerId);
+  }
+
+  /**
+   * Seals `data` once per recipient and publishes the envelopes. Every envelope is sealed and
+   * size-checked before the first is published, so a local error sends nothing. Resolves with the
+   * number of envelopes published; rejects with a message fit for the flow (no secrets).
+   */
+  async send(topic: string, data: Uint8Array, options: SendOptions): Promise<number> {
+    const recipients = [...new Set(options.recipients)];
+    if (recipients.length === 0) throw new Error('no recipient: set recipients on the node or msg.recipients');
+    for (const r of recipients) {
+      if (!isValidDeviceId(r)) throw new Error(`invalid recipient device id ${JSON.stringify(r)}`);
+    }
+    const now = this.clock();
+    const envelopes: Uint8Array[] = [];
+    for (const recipient of recipients) {
+      const envelope = await this.session.sealDirect(topic, data, recipient, now);
+      this.checkSize(topic, envelope.length, options.qos);
+      envelopes.push(envelope);
+    }
+    const publishOptions: PublishOptions = { qos: options.qos, retain: options.retain };
+    await Promise.all(envelopes.map((e) => this.connection.publish(topic, Buffer.from(e.buffer, e.byteOffset, e.byteLength), publishOptions)));
+    return envelopes.length;
+  }
+
+  private checkSize(topic: string, envelopeBytes: number, qos: QoS): void {
+    const limit = this.session.limits.maxEnvelopeBytes;
+    if (envelopeBytes > limit) {
+      throw new Error(`envelope of ${envelopeBytes} bytes exceeds the configured maximum of ${limit} bytes`);
+    }
+    const brokerLimit = this.connection.maximumPacketSize;
+    if (brokerLimit === undefined) return;
+    const packet = publishPacketSize(topic, envelopeBytes, qos, this.connection.protocolVersion);
+    if (packet > brokerLimit) {
+      throw new Error(`envelope needs an MQTT packet of ${packet} bytes; the broker accepts at most ${brokerLimit} bytes`);
+    }
+  }
+
+  private async handleAnnouncementMessage(message: IncomingMessage): Promise<void> {
+    // An empty retained message is how an operator clears an announcement: nothing to judge.
+    if (message.payload.length === 0) return;
+    const result = await this.session.handleAnnouncement(message.topic, message.payload, this.clock());
+    if (result.ok) {
+      if (result.value.changed) this.emit('peer', result.value);
+    } else if (result.reason !== 'own-message') {
+      this.emit('announcement-rejected', { topic: message.topic, reason: result.reason });
+    }
+  }
+
+  private handleRevocationMessage(message: IncomingMessage): void {
+    if (message.topic !== this.session.revocationTopic || message.payload.length === 0) return;
+    const result = this.session.handleRevocation(message.topic, message.payload);
+    if (result.ok) this.emit('revocation', result.value);
+    // The retained update comes back on every reconnect: an exact duplicate is no news.
+    else if (result.reason !== 'duplicate') this.emit('revocation-rejected', { topic: message.topic, reason: result.reason });
+  }
+
+  private async handleDataMessage(message: IncomingMessage): Promise<void> {
+    // Key and revocation messages reach nodes subscribed to wide filters such as '#'; they are not data.
+    if (this.session.isAnnouncementTopic(message.topic) || message.topic === this.session.revocationTopic) return;
+    const targets = this.listenersFor(message.topic);
+    if (targets.length === 0) return;
+    const verdict = await this.verdictFor(message);
+    for (const listener of targets) {
+      try {
+        listener(verdict);
+      } catch (error) {
+        this.emit('warning', `listener failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  }
+
+  private async verdictFor(message: IncomingMessage): Promise<Verdict> {
+    let result: Awaited<ReturnType<EndpointSession['open']>>;
+    try {
+      result = await this.session.open(message.topic, message.payload, this.clock());
+    } catch {
+      // The core must not throw on a peer's bytes; if it ever does, it is still a rejection.
+      result = { ok: false, reason: 'bad-field' };
+    }
+    if (result.ok) {
+      const v = result.value;
+      return {
+        ok: true,
+        message: {
+          topic: message.topic,
+          data: Buffer.from(v.data.buffer, v.data.byteOffset, v.data.byteLength),
+          qos: message.qos,
+          retain: message.retain,
+          pqc: { sender: v.sender, keyId: v.keyId, keyEpoch: v.keyEpoch, seq: v.seq.toString(), timestamp: v.timestamp, suite: v.suite },
+        },
+      };
+    }
+    const rejection: Rejection = { reason: result.reason, topic: message.topic };
+    const sender = this.claimedSender(message.payload);
+    if (sender !== undefined) rejection.sender = sender;
+    return { ok: false, rejection, quiet: QUIET_REASONS.has(result.reason) };
+  }
+
+  /** Best effort and cheap (a size-checked decode, no crypto); undefined when it does not parse. */
+  private claimedSender(payload: Buffer): string | undefined {
+    if (payload.length > this.session.limits.maxEnvelopeBytes) return undefined;
+    const decoded = decodeDirectEnvelope(payload, this.session.limits);
+    return decoded.ok ? decoded.value.senderId : undefined;
+  }
+
+  private listenersFor(topic: string): VerdictListener[] {
+    const out: VerdictListener[] = [];
+    for (const filters of this.verdictListeners.values()) {
+      for (const [filter, listener] of filters) {
+        if (topicMatches(filter, topic)) {
+          out.push(listener);
+          break; // one verdict per node, even if two of its filters match
+        }
+      }
+    }
+    return out;
+  }
+}
+
+export function describeReason(reason: Reason): string {
+  return REASONS[reason];
+}

@@ -1,0 +1,126 @@
+/**
+ * Node-RED message shapes for the secure in/out nodes, as pure functions: which topic, QoS,
+ * retain flag and recipients a `msg` resolves to (node settings win over msg, as in core
+ * `mqtt out`), and the messages `pqc-secure-in` emits. No silent coercion: a bad value is an
+ * error the flow sees through done(err).
+ */
+import { REASONS } from '../result';
+import { isValidTopicFilter, isValidTopicName } from '../trust/topics';
+import { isValidDeviceId } from '../wire/fields';
+import type { PqcInfo, Rejection, VerifiedMessage } from './endpoint';
+import type { QoS } from './mqtt-connection';
+import { bytesToPayload, isDatatype, payloadToBytes, type Datatype } from './payload';
+
+export interface OutSettings {
+  /** Empty: take msg.topic. */
+  topic: string;
+  /** Undefined: take msg.qos (default 0). */
+  qos?: QoS;
+  /** Undefined: take msg.retain (default false). */
+  retain?: boolean;
+  /** Empty: take msg.recipients. */
+  recipients: string[];
+}
+
+export interface OutRequest {
+  topic: string;
+  data: Buffer;
+  qos: QoS;
+  retain: boolean;
+  recipients: string[];
+}
+
+/** Editor values: qos "" | "0" | "1" | "2", retain "" | "true" | "false", recipients "a, b". */
+export function outSettingsFrom(config: { topic?: unknown; qos?: unknown; retain?: unknown; recipients?: unknown }): OutSettings {
+  const settings: OutSettings = {
+    topic: typeof config.topic === 'string' ? config.topic.trim() : '',
+    recipients: parseRecipients(config.recipients, 'recipients'),
+  };
+  if (settings.topic !== '' && !isValidTopicName(settings.topic)) throw new Error(`topic "${settings.topic}" is not a valid MQTT topic (no wildcards)`);
+  const qos = config.qos === undefined || config.qos === '' ? undefined : Number(config.qos);
+  if (qos !== undefined) {
+    if (qos !== 0 && qos !== 1 && qos !== 2) throw new Error('QoS must be 0, 1 or 2');
+    settings.qos = qos;
+  }
+  if (config.retain === true || config.retain === 'true') settings.retain = true;
+  else if (config.retain === false || config.retain === 'false') settings.retain = false;
+  return settings;
+}
+
+/** A comma-separated string or an array of device ids; duplicates removed, order kept. */
+export function parseRecipients(value: unknown, what: string): string[] {
+  let list: unknown[];
+  if (value === undefined || value === null || value === '') return [];
+  if (typeof value === 'string') list = value.split(',');
+  else if (Array.isArray(value)) list = value;
+  else throw new Error(`${what} must be a comma-separated string or an array of device ids`);
+  const ids: string[] = [];
+  for (const item of list) {
+    const id = typeof item === 'string' ? item.trim() : item;
+    if (id === '') continue;
+    if (!isValidDeviceId(id)) throw new Error(`${what}: ${JSON.stringify(id)} is not a valid device id`);
+    if (!ids.includes(id)) ids.push(id);
+  }
+  return ids;
+}
+
+export function outRequestFrom(settings: OutSettings, msg: Record<string, unknown>): OutRequest {
+  const topic = settings.topic !== '' ? settings.topic : msg.topic;
+  if (typeof topic !== 'string' || !isValidTopicName(topic)) {
+    throw new Error(settings.topic === '' && (topic === undefined || topic === '') ? 'no topic: set it on the node or in msg.topic' : 'msg.topic is not a valid MQTT topic (no wildcards)');
+  }
+  let qos: QoS = 0;
+  if (settings.qos !== undefined) {
+    qos = settings.qos;
+  } else if (msg.qos !== undefined) {
+    const n = Number(msg.qos);
+    if (n !== 0 && n !== 1 && n !== 2) throw new Error('msg.qos must be 0, 1 or 2');
+    qos = n;
+  }
+  let retain = false;
+  if (settings.retain !== undefined) retain = settings.retain;
+  else if (msg.retain !== undefined) retain = msg.retain === true || msg.retain === 'true';
+  const recipients = settings.recipients.length > 0 ? settings.recipients : parseRecipients(msg.recipients, 'msg.recipients');
+  if (recipients.length === 0) throw new Error('no recipient: set recipients on the node or msg.recipients');
+  return { topic, data: payloadToBytes(msg.payload), qos, retain, recipients };
+}
+
+export interface InSettings {
+  filter: string;
+  qos: QoS;
+  datatype: Datatype;
+  rejectionsOutput: boolean;
+}
+
+export function inSettingsFrom(config: { topic?: unknown; qos?: unknown; datatype?: unknown; rejections?: unknown }): InSettings {
+  const filter = typeof config.topic === 'string' ? config.topic.trim() : '';
+  if (!isValidTopicFilter(filter)) throw new Error(filter === '' ? 'topic filter is empty' : `topic filter "${filter}" is not valid`);
+  const qos = config.qos === undefined || config.qos === '' ? 2 : Number(config.qos);
+  if (qos !== 0 && qos !== 1 && qos !== 2) throw new Error('QoS must be 0, 1 or 2');
+  const datatype = config.datatype === undefined || config.datatype === '' ? 'auto-detect' : config.datatype;
+  if (!isDatatype(datatype)) throw new Error('datatype must be auto-detect, buffer, utf8 or json');
+  return { filter, qos, datatype, rejectionsOutput: config.rejections === true || config.rejections === 'true' };
+}
+
+export interface VerifiedMsg {
+  [key: string]: unknown;
+  payload: unknown;
+  topic: string;
+  qos: QoS;
+  retain: boolean;
+  pqc: PqcInfo;
+}
+
+export type VerifiedMsgResult = { ok: true; msg: VerifiedMsg } | { ok: false; error: string; msg: VerifiedMsg };
+
+/** On a datatype failure (json), `msg` carries the text so a Catch node can see what came. */
+export function verifiedMsg(message: VerifiedMessage, datatype: Datatype): VerifiedMsgResult {
+  const base = { topic: message.topic, qos: message.qos, retain: message.retain, pqc: message.pqc };
+  const decoded = bytesToPayload(message.data, datatype);
+  if (decoded.ok) return { ok: true, msg: { payload: decoded.value, ...base } };
+  return { ok: false, error: decoded.error, msg: { payload: message.data.toString('utf8'), ...base } };
+}
+
+export function rejectionMsg(rejection: Rejection): { payload: Rejection & { description: string }; topic: string } {
+  return { payload: { ...rejection, description: REASONS[rejection.reason] }, topic: rejection.topic };
+}

@@ -1,0 +1,108 @@
+/**
+ * pqc-config: the "Generate identity" admin endpoint, and MQTT 5 against a private mosquitto
+ * whose Maximum Packet Size the out node must respect (refusing before publish, via done(err)).
+ */
+import assert from 'node:assert/strict';
+import helper from 'node-red-node-test-helper';
+import configNodeModule from '../../nodes/pqc-config';
+import outNodeModule from '../../nodes/pqc-secure-out';
+import inNodeModule from '../../nodes/pqc-secure-in';
+import { parseIdentityJson } from '../../lib';
+import { startMosquitto, type MosquittoBroker } from '../helpers/mosquitto';
+import {
+  Inbox, configNode, credentialsFor, makeFixtures, readyConfig, waitConnected, waitForError, waitForPeer, waitSubscribed, secretSamples, type Fixtures,
+} from './node-harness';
+
+helper.init(require.resolve('node-red'));
+
+const NODES = [configNodeModule, outNodeModule, inNodeModule] as unknown as Array<(RED: never) => void>;
+
+describe('nodes: pqc-config', function () {
+  let fx: Fixtures;
+
+  before(function () {
+    fx = makeFixtures();
+  });
+
+  beforeEach(async function () {
+    await helper.startServer();
+  });
+
+  afterEach(async function () {
+    await helper.unload();
+    await helper.stopServer();
+  });
+
+  describe('POST /pqc-iiot/identity (Generate identity)', function () {
+    beforeEach(async function () {
+      await helper.load(NODES, [configNode('cfg', 1883, fx.caText)], {});
+    });
+
+    it('returns a new bundle for the credential field and its public parts', async function () {
+      const res = await helper.request().post('/pqc-iiot/identity').send({ deviceId: 'press-7', sigAlgorithm: 'ml-dsa-44' }).expect(200);
+      const bundle = parseIdentityJson(String(res.body.identity));
+      assert.equal(bundle.deviceId, 'press-7');
+      assert.equal(bundle.sigAlgorithm, 'ML-DSA-44');
+      assert.equal(bundle.kemAlgorithm, 'ML-KEM-768');
+      assert.equal(bundle.certificate, undefined, 'a CA must still issue the certificate');
+      const info = res.body.info as Record<string, unknown>;
+      assert.equal(info.deviceId, 'press-7');
+      assert.match(String(info.fingerprint), /^([0-9a-f]{4}:){7}[0-9a-f]{4}$/);
+      assert.equal(info.kemPublicKey, Buffer.from(bundle.kemPublicKey).toString('base64'));
+      const infoText = JSON.stringify(info);
+      assert.ok(!/secret/i.test(infoText), 'public info names no secret field');
+      for (const secret of secretSamples(bundle)) assert.ok(!infoText.includes(secret), 'no private key bytes in the public info');
+    });
+
+    it('answers 400 with a clear message for a bad device id or algorithm', async function () {
+      const badId = await helper.request().post('/pqc-iiot/identity').send({ deviceId: 'no spaces' }).expect(400);
+      assert.match(String(badId.body.error), /device id must be/);
+      const badAlg = await helper.request().post('/pqc-iiot/identity').send({ deviceId: 'ok', sigAlgorithm: 'rsa' }).expect(400);
+      assert.match(String(badAlg.body.error), /unknown signature algorithm/);
+      const empty = await helper.request().post('/pqc-iiot/identity').send({}).expect(400);
+      assert.match(String(empty.body.error), /device id/);
+    });
+  });
+
+  describe('MQTT 5 broker with a maximum packet size (private mosquitto)', function () {
+    let mosquitto: MosquittoBroker;
+
+    beforeEach(async function () {
+      // Room for a ~10 KB ML-DSA-44 announcement with certificate, not for a large envelope.
+      mosquitto = await startMosquitto({ maxPacketSize: 12_000 });
+    });
+
+    afterEach(async function () {
+      await helper.unload();
+      await mosquitto.stop();
+    });
+
+    it('delivers small envelopes and refuses larger ones before publishing, through done(err)', async function () {
+      const v5 = { protocol: '5' };
+      const flow = [
+        configNode('cfgS', mosquitto.port, fx.caText, v5),
+        configNode('cfgG', mosquitto.port, fx.caText, v5),
+        { id: 'out', type: 'pqc-secure-out', pqcConfig: 'cfgS', topic: 'plant/v5', qos: '1', retain: '', recipients: 'gateway', wires: [] },
+        { id: 'in', type: 'pqc-secure-in', pqcConfig: 'cfgG', topic: 'plant/#', qos: '1', datatype: 'utf8', rejections: false, outputs: 1, wires: [['ok']] },
+        { id: 'ok', type: 'helper' },
+      ];
+      await helper.load(NODES, flow, { cfgS: credentialsFor(fx.sensor), cfgG: credentialsFor(fx.gateway) });
+      const ok = new Inbox(helper.getNode('ok'));
+      const cfgS = helper.getNode('cfgS');
+      await waitConnected(cfgS);
+      await waitConnected(helper.getNode('cfgG'));
+      await waitForPeer(cfgS, 'gateway');
+      await waitForPeer(helper.getNode('cfgG'), 'sensor-1');
+      await waitSubscribed(helper.getNode('cfgG'), 'plant/#');
+      assert.equal(readyConfig(cfgS).connection.maximumPacketSize, 12_000);
+
+      const out = helper.getNode('out');
+      out.receive({ payload: 'x'.repeat(9000) });
+      await waitForError(out, /the broker accepts at most 12000 bytes/);
+      out.receive({ payload: 'small' });
+      const [msg] = await ok.waitFor(1);
+      assert.equal(msg.payload, 'small', 'the oversized message was never published');
+      assert.equal(readyConfig(cfgS).connection.state, 'connected', 'the broker never had reason to disconnect us');
+    });
+  });
+});
