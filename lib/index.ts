@@ -37,3 +37,4 @@ export {
 } from './session/session';
 export { issueRevocation, applyRevocation, isRevoked, EMPTY_REVOCATIONS, type RevocationState } from './trust/revocation';
 export { decodeRevocation, ALL_KEYS, type RevocationEntry, type DecodedRevocation } from './wire/revocation';
+export { verifyAuditLog, AuditLogVerifier, AUDIT_REASONS } from './trust/audit';

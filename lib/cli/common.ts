@@ -151,7 +151,7 @@ export interface WriteOptions {
  * interrupted run never leaves a truncated key file, and the file has its final mode from the
  * first byte on (a secret is never readable by others, even briefly).
  */
-export function writeFileAtomic(io: CliIo, absolute: string, data: string, opts: WriteOptions): void {
+export function writeFileAtomic(io: CliIo, absolute: string, data: string | Uint8Array, opts: WriteOptions): void {
   const dir = path.dirname(absolute);
   if (!fs.existsSync(dir)) throw new CliError(`${opts.what}: directory ${displayPath(io, dir)} does not exist`);
   if (!opts.overwrite && fs.existsSync(absolute)) {
@@ -165,7 +165,8 @@ export function writeFileAtomic(io: CliIo, absolute: string, data: string, opts:
   try {
     fd = fs.openSync(temp, 'wx', opts.mode);
     fs.fchmodSync(fd, opts.mode);
-    fs.writeSync(fd, data);
+    if (typeof data === 'string') fs.writeSync(fd, data);
+    else fs.writeSync(fd, data);
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = undefined;

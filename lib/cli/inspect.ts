@@ -1,9 +1,9 @@
 /**
  * `pqc-iiot inspect [FILE|-]`: shows what a captured packet or a provisioning file contains,
  * as JSON. Accepts the binary structures (key announcement, certificate, data envelope, CA public
- * key; raw, hex or base64 as MQTT tools print them), an identity file, a CA key file or CA public
- * key text. Secret keys are never printed. Untrusted bytes go through the core's decoders, so a
- * bad packet is reported with the same reason code a receiver would use.
+ * key, revocation update; raw, hex or base64 as MQTT tools print them), an identity file, a CA
+ * key file or CA public key text. Secret keys are never printed. Untrusted bytes go through the
+ * core's decoders, so a bad packet is reported with the same reason code a receiver would use.
  * docs/PROTOCOL.md §2 (layouts) and §8 (reason codes).
  */
 import fs from 'node:fs';
@@ -16,7 +16,9 @@ import {
 import { sha256 } from '../crypto/symmetric';
 // Not part of the public API: the receiver's announcement decision, and the header constants.
 import { evaluateAnnouncement } from '../session/announce';
+import { EMPTY_REVOCATIONS, applyRevocation } from '../trust/revocation';
 import { HEADER_BYTES, MAGIC, PROTOCOL_VERSION } from '../wire/header';
+import { ALL_KEYS, decodeRevocation } from '../wire/revocation';
 import { flag, stringOption } from './args';
 import { CA_KEY_FILE, CA_PUBLIC_FILE, parseOrFail } from './ca';
 import {
@@ -40,9 +42,9 @@ export const inspect: Command = {
       { name: 'full', description: 'print every byte field in full hex instead of length and digest' },
     ],
     notes: [
-      'Recognises key announcements, certificates, data envelopes and CA public keys (raw bytes, hex\n' +
-        'or base64), identity files, CA key files and CA public key text. Undecodable input prints\n' +
-        'its reason code (e.g. "truncated") and exits with status 1.',
+      'Recognises key announcements, certificates, data envelopes, CA public keys and revocation\n' +
+        'updates (raw bytes, hex or base64), identity files, CA key files and CA public key text.\n' +
+        'Undecodable input prints its reason code (e.g. "truncated") and exits with status 1.',
     ],
   },
   async run(args, io) {
@@ -137,6 +139,23 @@ function describeBinary(bytes: Uint8Array, opts: DescribeOptions): Report {
       const k = expect(decodeCaPublicKey(bytes));
       return { ...head, ...describeCaKey(k, opts) };
     }
+    case 'revocation': {
+      const u = expect(decodeRevocation(bytes, DEFAULT_LIMITS));
+      const { entries, ...rest } = u;
+      const report: Report = {
+        ...head,
+        ...render(rest, opts.full),
+        entries: entries.map((e) => ({
+          deviceId: e.deviceId,
+          keyId: toHex(e.keyId),
+          ...(toHex(e.keyId) === toHex(ALL_KEYS) ? { allKeys: true } : {}),
+        })),
+      };
+      // Checked as a receiver that has applied nothing yet would check it (CA, topic binding,
+      // signature); monotonicity needs a receiver's state and is not judged here.
+      if (opts.ca) report.verification = verdictOf(applyRevocation(EMPTY_REVOCATIONS, bytes, u.topic, u.topic, opts.ca, DEFAULT_LIMITS));
+      return report;
+    }
     default:
       throw rejected('bad-type', `structure type byte 0x${bytes[3].toString(16).padStart(2, '0')}`);
   }
@@ -212,7 +231,7 @@ function describeJson(io: CliIo, text: string, label: string, opts: DescribeOpti
 }
 
 /** --ca accepts what operators have at hand: the text, ca.pub, a CA key file or the CA directory. */
-function loadCaPublicKey(io: CliIo, arg: string): CaPublicKey {
+export function loadCaPublicKey(io: CliIo, arg: string): CaPublicKey {
   if (arg.trim().startsWith(CA_KEY_TEXT_PREFIX)) {
     const r = parseCaPublicKeyText(arg);
     if (!r.ok) throw usageError(`--ca is not a valid CA public key (${r.reason})`);

@@ -6,10 +6,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { auditVerify } from './audit';
 import { caInit, caIssue } from './ca';
 import { EXIT, runCommand, type CliIo, type Command } from './common';
 import { identityNew } from './identity';
 import { inspect } from './inspect';
+import { caRevoke } from './revoke';
 
 export type { CliIo } from './common';
 export { EXIT } from './common';
@@ -18,8 +20,10 @@ export { EXIT } from './common';
 const COMMANDS: ReadonlyArray<readonly [readonly string[], Command]> = [
   [['ca', 'init'], caInit],
   [['ca', 'issue'], caIssue],
+  [['ca', 'revoke'], caRevoke],
   [['identity', 'new'], identityNew],
   [['inspect'], inspect],
+  [['audit', 'verify'], auditVerify],
 ];
 
 function overview(): string {

@@ -14,6 +14,7 @@ export const LABELS = Object.freeze({
   announcement: 'pqc-iiot:announce:v1',
   message: 'pqc-iiot:mqtt-msg:v1',
   revocation: 'pqc-iiot:revocation:v1',
+  audit: 'pqc-iiot:audit:v1',
   directKey: 'pqc-iiot:direct-key:v1',
   directAad: 'pqc-iiot:direct-aad:v1',
   topicKey: 'pqc-iiot:topic-key:v1',

@@ -26,16 +26,13 @@
  */
 import { SIG_ALGORITHMS, isSigAlgorithm, type SigAlgorithm } from '../crypto/algorithms';
 import { cryptoBackend } from '../crypto/backend';
-import { domainDigest, sha256, type Label } from '../crypto/symmetric';
+import { LABELS, domainDigest, sha256 } from '../crypto/symmetric';
 import type { SecurityProvider } from '../session/provider';
 import { signatureFits, toHex } from '../wire/common';
 import { isValidDeviceId } from '../wire/fields';
 
-/**
- * Domain label of the audit signature. TODO(lead): move into LABELS in lib/crypto/symmetric.ts
- * (and the label table of docs/PROTOCOL.md §4.1); until then it is cast to the Label type here.
- */
-export const AUDIT_LABEL = 'pqc-iiot:audit:v1';
+/** Domain label of the audit signature (LABELS.audit). */
+export const AUDIT_LABEL = LABELS.audit;
 export const AUDIT_VERSION = 1;
 /** `prev` of the first entry of a log or of a new segment: 32 zero bytes in hex. */
 export const AUDIT_GENESIS = '0'.repeat(64);
@@ -141,8 +138,6 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const ENTRY_KEYS = ['v', 'seq', 'ts', 'event', 'data', 'prev', 'sig'] as const;
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-// See AUDIT_LABEL: a cast until the lead adds the label to LABELS.
-const LABEL = AUDIT_LABEL as string as Label;
 
 // --- building ------------------------------------------------------------------------------
 
@@ -198,7 +193,7 @@ function lineOf(body: string, sig: string): string {
 
 /** SHA-256 framed("pqc-iiot:audit:v1", ascii(device_id), utf8(body)): what the device signs. */
 export function auditDigest(deviceId: string, body: string): Uint8Array {
-  return domainDigest(LABEL, [Buffer.from(deviceId, 'ascii'), utf8.encode(body)]);
+  return domainDigest(LABELS.audit, [Buffer.from(deviceId, 'ascii'), utf8.encode(body)]);
 }
 
 /** Lowercase hex SHA-256 of a line's bytes (without the newline): the next entry's `prev`. */

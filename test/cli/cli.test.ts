@@ -68,7 +68,7 @@ describe('pqc-iiot CLI', function () {
     it('rejects unknown commands and verbs with exit 2', async () => {
       fails(await box.run(['frobnicate']), EXIT.usage, /unknown command "frobnicate"/);
       fails(await box.run(['ca', 'revoke-all']), EXIT.usage, /unknown command "revoke-all"; choose one of: init, issue/);
-      fails(await box.run(['ca']), EXIT.usage, /Usage: pqc-iiot ca <init\|issue>/);
+      fails(await box.run(['ca']), EXIT.usage, /Usage: pqc-iiot ca <init\|issue\|revoke>/);
     });
 
     it('prints the package version', async () => {
