@@ -15,6 +15,9 @@ interface SecureOutProperties {
   qos?: string;
   retain?: string;
   recipients?: string;
+  keyStrategy?: string;
+  keyThreshold?: string;
+  keyEpoch?: string;
 }
 
 export = function (RED: RedRuntime): void {

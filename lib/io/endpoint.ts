@@ -9,7 +9,10 @@ import { REASONS, type Reason } from '../result';
 import { topicMatches, isValidTopicFilter } from '../trust/topics';
 import { isValidDeviceId } from '../wire/fields';
 import { decodeDirectEnvelope } from '../wire/envelope';
+import { peekType } from '../wire/header';
+import { decodeTopicEnvelope } from '../wire/topic-envelope';
 import type { AnnouncementVerdict, RevocationVerdict, SecureSession } from '../session/session';
+import type { KeyStrategy } from '../session/topic-keys';
 import { publishPacketSize, type IncomingMessage, type MessageHandler, type MqttConnection, type PublishOptions, type QoS } from './mqtt-connection';
 
 /** The parts of MqttConnection the endpoint uses (a fake in unit tests is a few lines). */
@@ -23,6 +26,7 @@ export type EndpointSession = Pick<
   SecureSession,
   | 'deviceId' | 'limits' | 'announcementTopic' | 'announcementFilter' | 'isAnnouncementTopic' | 'buildAnnouncement' | 'handleAnnouncement'
   | 'sealDirect' | 'open' | 'revocationTopic' | 'handleRevocation'
+  | 'sealTopic' | 'handleKeyMessage' | 'topicKeyFilter' | 'isTopicKeyTopic' | 'expirePending'
 >;
 
 export interface PqcInfo {
@@ -62,7 +66,10 @@ export const QUIET_REASONS: ReadonlySet<Reason> = new Set<Reason>(['duplicate', 
 export type VerdictListener = (verdict: Verdict) => void;
 
 export interface SendOptions extends PublishOptions {
+  /** Named recipients select direct mode; none selects topic mode (§4.5 of docs/PROTOCOL.md). */
   recipients: readonly string[];
+  /** Topic mode: when the topic key is replaced (default: hourly and on membership change). */
+  strategy?: KeyStrategy;
 }
 
 export interface EndpointEvents {
@@ -75,10 +82,17 @@ export interface EndpointEvents {
   /** A message on the revocation topic was refused (forged, older, for another CA…). */
   'revocation-rejected': [rejection: { topic: string; reason: Reason }];
   warning: [message: string];
+  /** Topic mode: a new topic key was published for `topic`. */
+  'key-rotated': [info: { topic: string; serial: bigint; recipients: string[] }];
+  'key-message-rejected': [rejection: { topic: string; reason: Reason }];
 }
 
 /** QoS 1 so a broker restart does not lose it; retained so late joiners learn the key at once. */
 const ANNOUNCEMENT_OPTIONS: PublishOptions = Object.freeze({ qos: 1, retain: true });
+/** Topic key messages likewise: late joiners get the current key from the retained copy. */
+const KEY_MESSAGE_OPTIONS: PublishOptions = Object.freeze({ qos: 1, retain: true });
+/** How often held topic-mode messages are checked for an expired wait. */
+const PENDING_SWEEP_MS = 1000;
 
 export class SecureEndpoint extends EventEmitter<EndpointEvents> {
   readonly ownerId: string;
@@ -91,14 +105,25 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
   private readonly onRevocationMessage: MessageHandler = (m) => this.handleRevocationMessage(m);
   /** One handler object for every data filter, so the connection calls it once per message. */
   private readonly onDataMessage: MessageHandler = (m) => this.handleDataMessage(m);
+  private readonly onKeyMessage: MessageHandler = (m) => this.handleKeyMessage(m);
+  private readonly durable: () => Promise<void>;
+  private pendingSweep: NodeJS.Timeout | undefined;
+  private readonly topicOrder = new Map<string, Promise<void>>();
   private started = false;
 
-  constructor(opts: { session: EndpointSession; connection: EndpointConnection; ownerId: string; clock?: () => number }) {
+  /**
+   * `durable` resolves once the session's counters are stored (docs/PROTOCOL.md §5.1): awaited
+   * before an accepted message is released and before a sealed envelope is published.
+   */
+  constructor(opts: {
+    session: EndpointSession; connection: EndpointConnection; ownerId: string; clock?: () => number; durable?: () => Promise<void>;
+  }) {
     super();
     this.session = opts.session;
     this.connection = opts.connection;
     this.ownerId = opts.ownerId;
     this.clock = opts.clock ?? Date.now;
+    this.durable = opts.durable ?? (() => Promise.resolve());
   }
 
   get deviceId(): string {
@@ -116,11 +141,16 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     }));
     this.connection.subscribe(this.session.announcementFilter(), 1, this.onAnnouncementMessage, this.ownerId);
     this.connection.subscribe(this.session.revocationTopic, 1, this.onRevocationMessage, this.ownerId);
+    this.pendingSweep = setInterval(() => this.session.expirePending(this.clock()), PENDING_SWEEP_MS);
+    this.pendingSweep.unref();
   }
 
   stop(): void {
     if (!this.started) return;
     this.started = false;
+    clearInterval(this.pendingSweep);
+    // Held messages resolve now (as no-key) instead of waiting for a key that will not come.
+    this.session.expirePending(Number.MAX_SAFE_INTEGER);
     this.connection.setBirthMessage(undefined);
     this.connection.unsubscribe(this.session.announcementFilter(), this.ownerId);
     this.connection.unsubscribe(this.session.revocationTopic, this.ownerId);
@@ -137,6 +167,8 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     }
     filters.set(filter, listener);
     this.connection.subscribe(filter, qos, this.onDataMessage, ownerId);
+    // Topic mode: the keys of every publisher on the matching topics.
+    this.connection.subscribe(this.session.topicKeyFilter(filter), 1, this.onKeyMessage, ownerId);
   }
 
   /** Drops every subscription of one node (its close handler calls this). */
@@ -144,42 +176,78 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     const filters = this.verdictListeners.get(ownerId);
     if (!filters) return;
     this.verdictListeners.delete(ownerId);
-    for (const filter of filters.keys()) this.connection.unsubscribe(filter, ownerId);
+    for (const filter of filters.keys()) {
+      this.connection.unsubscribe(filter, ownerId);
+      this.connection.unsubscribe(this.session.topicKeyFilter(filter), ownerId);
+    }
   }
 
   /**
-   * Seals `data` once per recipient and publishes the envelopes. Every envelope is sealed and
-   * size-checked before the first is published, so a local error sends nothing. Resolves with the
-   * number of envelopes published; rejects with a message fit for the flow (no secrets).
+   * Direct mode (recipients named): seals `data` once per recipient. Topic mode (none named):
+   * seals it once under the topic key, publishing a new key message (retained) first when the
+   * key was replaced. Everything is sealed and size-checked before the first publish, so a local
+   * error sends nothing. Resolves with the number of envelopes published; rejects with a message
+   * fit for the flow (no secrets).
    */
   async send(topic: string, data: Uint8Array, options: SendOptions): Promise<number> {
     const recipients = [...new Set(options.recipients)];
-    if (recipients.length === 0) throw new Error('no recipient: set recipients on the node or msg.recipients');
     for (const r of recipients) {
       if (!isValidDeviceId(r)) throw new Error(`invalid recipient device id ${JSON.stringify(r)}`);
     }
     const now = this.clock();
+    const publishOptions: PublishOptions = { qos: options.qos, retain: options.retain };
+    const toBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    if (recipients.length === 0) {
+      // Sealing and the order of publish calls are serialized per topic, so a new key message is
+      // always handed to MQTT before the first envelope under it; delivery is awaited outside.
+      const publishing = await this.inTopicOrder(topic, async () => {
+        const sealed = await this.session.sealTopic(topic, data, now, options.strategy);
+        this.checkSize(topic, sealed.envelope.length, options.qos);
+        if (sealed.keyMessage) this.checkSize(sealed.keyMessage.topic, sealed.keyMessage.payload.length, 1, 'key message');
+        await this.durable();
+        const calls: Array<Promise<void>> = [];
+        if (sealed.keyMessage) {
+          calls.push(this.connection.publish(sealed.keyMessage.topic, toBuffer(sealed.keyMessage.payload), KEY_MESSAGE_OPTIONS));
+          this.emit('key-rotated', { topic, serial: sealed.keyMessage.serial, recipients: sealed.keyMessage.recipients });
+        }
+        calls.push(this.connection.publish(topic, toBuffer(sealed.envelope), publishOptions));
+        return calls;
+      });
+      await Promise.all(publishing);
+      return 1;
+    }
     const envelopes: Uint8Array[] = [];
     for (const recipient of recipients) {
       const envelope = await this.session.sealDirect(topic, data, recipient, now);
       this.checkSize(topic, envelope.length, options.qos);
       envelopes.push(envelope);
     }
-    const publishOptions: PublishOptions = { qos: options.qos, retain: options.retain };
-    await Promise.all(envelopes.map((e) => this.connection.publish(topic, Buffer.from(e.buffer, e.byteOffset, e.byteLength), publishOptions)));
+    await this.durable();
+    await Promise.all(envelopes.map((e) => this.connection.publish(topic, toBuffer(e), publishOptions)));
     return envelopes.length;
   }
 
-  private checkSize(topic: string, envelopeBytes: number, qos: QoS): void {
-    const limit = this.session.limits.maxEnvelopeBytes;
+  private inTopicOrder<T>(topic: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.topicOrder.get(topic) ?? Promise.resolve();
+    const run = previous.then(fn);
+    const tail = run.then(() => undefined, () => undefined);
+    this.topicOrder.set(topic, tail);
+    void tail.then(() => {
+      if (this.topicOrder.get(topic) === tail) this.topicOrder.delete(topic);
+    });
+    return run;
+  }
+
+  private checkSize(topic: string, envelopeBytes: number, qos: QoS, what = 'envelope'): void {
+    const limit = what === 'envelope' ? this.session.limits.maxEnvelopeBytes : this.session.limits.maxKeyMessageBytes;
     if (envelopeBytes > limit) {
-      throw new Error(`envelope of ${envelopeBytes} bytes exceeds the configured maximum of ${limit} bytes`);
+      throw new Error(`${what} of ${envelopeBytes} bytes exceeds the configured maximum of ${limit} bytes`);
     }
     const brokerLimit = this.connection.maximumPacketSize;
     if (brokerLimit === undefined) return;
     const packet = publishPacketSize(topic, envelopeBytes, qos, this.connection.protocolVersion);
     if (packet > brokerLimit) {
-      throw new Error(`envelope needs an MQTT packet of ${packet} bytes; the broker accepts at most ${brokerLimit} bytes`);
+      throw new Error(`${what} needs an MQTT packet of ${packet} bytes; the broker accepts at most ${brokerLimit} bytes`);
     }
   }
 
@@ -202,9 +270,23 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     else if (result.reason !== 'duplicate') this.emit('revocation-rejected', { topic: message.topic, reason: result.reason });
   }
 
+  /** Topic key messages are never flow output; a rejected one is reported like an announcement. */
+  private async handleKeyMessage(message: IncomingMessage): Promise<void> {
+    if (message.payload.length === 0) return;
+    const result = await this.session.handleKeyMessage(message.topic, message.payload, this.clock());
+    if (!result.ok && !QUIET_REASONS.has(result.reason)) {
+      this.emit('key-message-rejected', { topic: message.topic, reason: result.reason });
+    }
+  }
+
   private async handleDataMessage(message: IncomingMessage): Promise<void> {
     // Key and revocation messages reach nodes subscribed to wide filters such as '#'; they are not data.
-    if (this.session.isAnnouncementTopic(message.topic) || message.topic === this.session.revocationTopic) return;
+    if (
+      this.session.isAnnouncementTopic(message.topic) || message.topic === this.session.revocationTopic ||
+      this.session.isTopicKeyTopic(message.topic)
+    ) {
+      return;
+    }
     const targets = this.listenersFor(message.topic);
     if (targets.length === 0) return;
     const verdict = await this.verdictFor(message);
@@ -227,6 +309,13 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     }
     if (result.ok) {
       const v = result.value;
+      try {
+        await this.durable();
+      } catch (error) {
+        // Not stored means it could be accepted again after a crash: do not release it.
+        this.emit('warning', `state not saved, message withheld: ${error instanceof Error ? error.message : String(error)}`);
+        return { ok: false, rejection: { reason: 'not-stored', topic: message.topic, sender: v.sender }, quiet: false };
+      }
       return {
         ok: true,
         message: {
@@ -247,7 +336,9 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
   /** Best effort and cheap (a size-checked decode, no crypto); undefined when it does not parse. */
   private claimedSender(payload: Buffer): string | undefined {
     if (payload.length > this.session.limits.maxEnvelopeBytes) return undefined;
-    const decoded = decodeDirectEnvelope(payload, this.session.limits);
+    const decoded = peekType(payload) === 'topicEnvelope'
+      ? decodeTopicEnvelope(payload, this.session.limits)
+      : decodeDirectEnvelope(payload, this.session.limits);
     return decoded.ok ? decoded.value.senderId : undefined;
   }
 

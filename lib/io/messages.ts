@@ -10,6 +10,7 @@ import { isValidDeviceId } from '../wire/fields';
 import type { PqcInfo, Rejection, VerifiedMessage } from './endpoint';
 import type { QoS } from './mqtt-connection';
 import { bytesToPayload, isDatatype, payloadToBytes, type Datatype } from './payload';
+import { DEFAULT_KEY_STRATEGY, checkStrategy, type KeyStrategy } from '../session/topic-keys';
 
 export interface OutSettings {
   /** Empty: take msg.topic. */
@@ -18,8 +19,10 @@ export interface OutSettings {
   qos?: QoS;
   /** Undefined: take msg.retain (default false). */
   retain?: boolean;
-  /** Empty: take msg.recipients. */
+  /** Empty: take msg.recipients; none there either selects topic mode. */
   recipients: string[];
+  /** Topic mode: when the topic key is replaced. */
+  strategy: KeyStrategy;
 }
 
 export interface OutRequest {
@@ -27,14 +30,43 @@ export interface OutRequest {
   data: Buffer;
   qos: QoS;
   retain: boolean;
+  /** Empty: topic mode (one envelope for every authorized subscriber). */
   recipients: string[];
+  strategy: KeyStrategy;
+}
+
+export const STRATEGY_KINDS = ['seconds', 'packets', 'bytes', 'ephemeral', 'schedule'] as const;
+
+/**
+ * Editor values: strategy kind, its threshold (seconds, packets or bytes), and for the schedule
+ * the interval in seconds and the epoch as an ISO date (empty: 1970-01-01T00:00:00Z).
+ */
+export function strategyFrom(config: { keyStrategy?: unknown; keyThreshold?: unknown; keyEpoch?: unknown }): KeyStrategy {
+  const kind = config.keyStrategy === undefined || config.keyStrategy === '' ? DEFAULT_KEY_STRATEGY.kind : config.keyStrategy;
+  if (typeof kind !== 'string' || !(STRATEGY_KINDS as readonly string[]).includes(kind)) {
+    throw new Error(`key strategy must be one of ${STRATEGY_KINDS.join(', ')}`);
+  }
+  if (kind === 'ephemeral') return { kind };
+  const raw = config.keyThreshold === undefined || config.keyThreshold === '' ? undefined : Number(config.keyThreshold);
+  if (kind === 'seconds' && raw === undefined) return DEFAULT_KEY_STRATEGY;
+  if (raw === undefined || !Number.isSafeInteger(raw) || raw < 1) throw new Error(`key ${kind} threshold must be a positive integer`);
+  if (kind === 'schedule') {
+    const epochText = typeof config.keyEpoch === 'string' ? config.keyEpoch.trim() : '';
+    const epochMs = epochText === '' ? 0 : Date.parse(epochText);
+    if (!Number.isFinite(epochMs) || epochMs < 0) throw new Error('key schedule epoch must be a date such as 2026-01-01T00:00:00Z');
+    return checkStrategy({ kind, epochMs, intervalMs: raw * 1000 });
+  }
+  return checkStrategy({ kind: kind as 'seconds' | 'packets' | 'bytes', count: raw });
 }
 
 /** Editor values: qos "" | "0" | "1" | "2", retain "" | "true" | "false", recipients "a, b". */
-export function outSettingsFrom(config: { topic?: unknown; qos?: unknown; retain?: unknown; recipients?: unknown }): OutSettings {
+export function outSettingsFrom(config: {
+  topic?: unknown; qos?: unknown; retain?: unknown; recipients?: unknown; keyStrategy?: unknown; keyThreshold?: unknown; keyEpoch?: unknown;
+}): OutSettings {
   const settings: OutSettings = {
     topic: typeof config.topic === 'string' ? config.topic.trim() : '',
     recipients: parseRecipients(config.recipients, 'recipients'),
+    strategy: strategyFrom(config),
   };
   if (settings.topic !== '' && !isValidTopicName(settings.topic)) throw new Error(`topic "${settings.topic}" is not a valid MQTT topic (no wildcards)`);
   const qos = config.qos === undefined || config.qos === '' ? undefined : Number(config.qos);
@@ -81,8 +113,9 @@ export function outRequestFrom(settings: OutSettings, msg: Record<string, unknow
   if (settings.retain !== undefined) retain = settings.retain;
   else if (msg.retain !== undefined) retain = msg.retain === true || msg.retain === 'true';
   const recipients = settings.recipients.length > 0 ? settings.recipients : parseRecipients(msg.recipients, 'msg.recipients');
-  if (recipients.length === 0) throw new Error('no recipient: set recipients on the node or msg.recipients');
-  return { topic, data: payloadToBytes(msg.payload), qos, retain, recipients };
+  // msg.rotateKey = true replaces the topic key before this message (e.g. after an incident).
+  const strategy: KeyStrategy = msg.rotateKey === true ? { kind: 'ephemeral' } : settings.strategy;
+  return { topic, data: payloadToBytes(msg.payload), qos, retain, recipients, strategy };
 }
 
 export interface InSettings {

@@ -174,6 +174,7 @@ export class SecureSession {
   private readonly publisherKeys = new Map<string, PublisherTopicKey>();
   private readonly topicKeys: TopicKeyCache;
   private pending: PendingMessage[] = [];
+  private readonly sealing = new Map<string, Promise<void>>();
   private trustChanges = 0;
   private counterChanges = 0;
 
@@ -370,7 +371,19 @@ export class SecureSession {
    * the key first when the strategy says so or the set of authorized subscribers changed.
    * Returns the key message to publish (retained) before the envelope, when there is a new key.
    */
-  async sealTopic(topic: string, data: Uint8Array, clockNow: number, strategy: KeyStrategy = DEFAULT_KEY_STRATEGY): Promise<SealedTopicMessage> {
+  sealTopic(topic: string, data: Uint8Array, clockNow: number, strategy: KeyStrategy = DEFAULT_KEY_STRATEGY): Promise<SealedTopicMessage> {
+    // One at a time per topic: two concurrent calls must not both decide to rotate.
+    const previous = this.sealing.get(topic) ?? Promise.resolve();
+    const run = previous.then(() => this.sealTopicNow(topic, data, clockNow, strategy));
+    const tail = run.then(() => undefined, () => undefined);
+    this.sealing.set(topic, tail);
+    void tail.then(() => {
+      if (this.sealing.get(topic) === tail) this.sealing.delete(topic);
+    });
+    return run;
+  }
+
+  private async sealTopicNow(topic: string, data: Uint8Array, clockNow: number, strategy: KeyStrategy): Promise<SealedTopicMessage> {
     const now = this.observeTime(clockNow);
     if (!isValidTopicName(topic, this.limits.maxTopicBytes)) throw new Error(`invalid topic ${JSON.stringify(topic)}`);
     checkStrategy(strategy);

@@ -1,6 +1,6 @@
 /** Node settings and msg → what is sent; verdicts → what is emitted (lib/io/messages.ts). */
 import assert from 'node:assert/strict';
-import { inSettingsFrom, outRequestFrom, outSettingsFrom, parseRecipients, rejectionMsg, verifiedMsg } from '../../lib/io/messages';
+import { inSettingsFrom, outRequestFrom, outSettingsFrom, parseRecipients, rejectionMsg, strategyFrom, verifiedMsg } from '../../lib/io/messages';
 
 describe('io/messages', function () {
   describe('pqc-secure-out', function () {
@@ -8,11 +8,12 @@ describe('io/messages', function () {
       const fixed = outSettingsFrom({ topic: 'plant/a', qos: '2', retain: 'true', recipients: 'gw, hmi ,gw' });
       assert.deepEqual(fixed.recipients, ['gw', 'hmi']);
       const r = outRequestFrom(fixed, { topic: 'other', qos: 0, retain: false, recipients: ['x'], payload: 'p' });
-      assert.deepEqual({ ...r, data: r.data.toString() }, { topic: 'plant/a', qos: 2, retain: true, recipients: ['gw', 'hmi'], data: 'p' });
+      const hourly = { kind: 'seconds', count: 3600 };
+      assert.deepEqual({ ...r, data: r.data.toString() }, { topic: 'plant/a', qos: 2, retain: true, recipients: ['gw', 'hmi'], strategy: hourly, data: 'p' });
 
       const open = outSettingsFrom({ topic: '', qos: '', retain: '', recipients: '' });
       const m = outRequestFrom(open, { topic: 'plant/b', qos: '1', retain: true, recipients: 'gw', payload: { a: 1 } });
-      assert.deepEqual({ ...m, data: m.data.toString() }, { topic: 'plant/b', qos: 1, retain: true, recipients: ['gw'], data: '{"a":1}' });
+      assert.deepEqual({ ...m, data: m.data.toString() }, { topic: 'plant/b', qos: 1, retain: true, recipients: ['gw'], strategy: hourly, data: '{"a":1}' });
       const d = outRequestFrom(open, { topic: 'plant/b', recipients: ['gw'], payload: 'x' });
       assert.equal(d.qos, 0);
       assert.equal(d.retain, false);
@@ -26,9 +27,34 @@ describe('io/messages', function () {
       assert.throws(() => outRequestFrom(open, { recipients: 'gw', payload: 1 }), /no topic/);
       assert.throws(() => outRequestFrom(open, { topic: 'a/+', recipients: 'gw', payload: 1 }), /not a valid MQTT topic/);
       assert.throws(() => outRequestFrom(open, { topic: 'a', qos: 5, recipients: 'gw', payload: 1 }), /msg.qos must be 0, 1 or 2/);
-      assert.throws(() => outRequestFrom(open, { topic: 'a', payload: 1 }), /no recipient/);
       assert.throws(() => outRequestFrom(open, { topic: 'a', recipients: 7, payload: 1 }), /msg.recipients must be/);
       assert.throws(() => outRequestFrom(open, { topic: 'a', recipients: 'gw' }), /msg.payload is missing/);
+    });
+
+    it('no recipients anywhere selects topic mode, with the node\'s key strategy or msg.rotateKey', function () {
+      const open = outSettingsFrom({ keyStrategy: 'packets', keyThreshold: '100' });
+      const r = outRequestFrom(open, { topic: 'a', payload: 1 });
+      assert.deepEqual(r.recipients, []);
+      assert.deepEqual(r.strategy, { kind: 'packets', count: 100 });
+      assert.deepEqual(outRequestFrom(open, { topic: 'a', payload: 1, rotateKey: true }).strategy, { kind: 'ephemeral' });
+      assert.deepEqual(outRequestFrom(open, { topic: 'a', payload: 1, rotateKey: 'yes' }).strategy, { kind: 'packets', count: 100 }, 'only true rotates');
+    });
+
+    it('reads every key strategy from the editor, and refuses bad ones', function () {
+      assert.deepEqual(strategyFrom({}), { kind: 'seconds', count: 3600 });
+      assert.deepEqual(strategyFrom({ keyStrategy: 'seconds', keyThreshold: '' }), { kind: 'seconds', count: 3600 });
+      assert.deepEqual(strategyFrom({ keyStrategy: 'ephemeral', keyThreshold: 'ignored' }), { kind: 'ephemeral' });
+      assert.deepEqual(strategyFrom({ keyStrategy: 'bytes', keyThreshold: '65536' }), { kind: 'bytes', count: 65536 });
+      assert.deepEqual(strategyFrom({ keyStrategy: 'schedule', keyThreshold: '3600', keyEpoch: '2026-01-01T00:00:00Z' }), {
+        kind: 'schedule', epochMs: Date.UTC(2026, 0, 1), intervalMs: 3_600_000,
+      });
+      assert.deepEqual(strategyFrom({ keyStrategy: 'schedule', keyThreshold: '60' }), { kind: 'schedule', epochMs: 0, intervalMs: 60_000 });
+      assert.throws(() => strategyFrom({ keyStrategy: 'weekly' }), /key strategy must be one of/);
+      assert.throws(() => strategyFrom({ keyStrategy: 'packets' }), /threshold must be a positive integer/);
+      assert.throws(() => strategyFrom({ keyStrategy: 'packets', keyThreshold: '0' }), /positive integer/);
+      assert.throws(() => strategyFrom({ keyStrategy: 'bytes', keyThreshold: '1.5' }), /positive integer/);
+      assert.throws(() => strategyFrom({ keyStrategy: 'schedule', keyThreshold: '60', keyEpoch: 'soon' }), /epoch must be a date/);
+      assert.throws(() => outSettingsFrom({ keyStrategy: 'packets', keyThreshold: '-3' }), /positive integer/);
     });
 
     it('parses recipient lists from strings and arrays', function () {

@@ -154,6 +154,16 @@ describe('topic mode: topic keys and strategies', function () {
     assert.deepEqual(keepGot, ['m1', 'm2', 'm3']);
   });
 
+  it('concurrent seals on one topic make exactly one key, and every envelope opens', async () => {
+    const pub = session(certify(keysFor({ id: 'tk-conc-pub' }), { roles: 'pub', topics: ['plant/#'] }));
+    const sub = session(certify(keysFor({ id: 'tk-conc-sub' }), { roles: 'sub', topics: ['plant/#'] }));
+    await pair(pub, sub);
+    const sealed = await Promise.all([0, 1, 2, 3].map((i) => pub.sealTopic(TOPIC, Buffer.from(`c${i}`), T0)));
+    assert.equal(sealed.filter((x) => x.keyMessage).length, 1);
+    assert.equal(new Set(sealed.map((x) => x.keySerial)).size, 1);
+    for (const x of sealed) assert.ok((await deliver(sub, x)).ok);
+  });
+
   it('a message that arrives before its key message is held, then released when the key arrives', async () => {
     const pub = session(certify(keysFor({ id: 'tk-order-pub' }), { roles: 'pub', topics: ['plant/#'] }));
     const sub = session(certify(keysFor({ id: 'tk-order-sub' }), { roles: 'sub', topics: ['plant/#'] }));

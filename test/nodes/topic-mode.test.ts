@@ -1,0 +1,119 @@
+/**
+ * Topic mode through the Node-RED runtime: one pqc-secure-out without recipients, three
+ * authorized subscribers and one with a valid certificate for another topic, over aedes.
+ */
+import assert from 'node:assert/strict';
+import helper from 'node-red-node-test-helper';
+import configNodeModule from '../../nodes/pqc-config';
+import outNodeModule from '../../nodes/pqc-secure-out';
+import inNodeModule from '../../nodes/pqc-secure-in';
+import { createIdentity, issueCertificate, type IdentityBundle, type Role } from '../../lib';
+import { startAedes, type AedesBroker } from '../helpers/aedes';
+import {
+  BrokerWatch, Inbox, NOW, configNode, credentialsFor, makeFixtures, readyConfig, waitConnected, waitForPeer, waitSubscribed,
+  type Fixtures,
+} from './node-harness';
+
+helper.init(require.resolve('node-red'));
+
+const NODES = [configNodeModule, outNodeModule, inNodeModule] as unknown as Array<(RED: never) => void>;
+const TOPIC = 'plant/line-1/temperature';
+const SUBSCRIBERS = ['hmi-a', 'hmi-b', 'hmi-c'];
+const OUTSIDER = 'hmi-x';
+
+describe('nodes: topic mode (one publisher, many subscribers)', function () {
+  this.timeout(60_000);
+  let fx: Fixtures;
+  let identities: Map<string, IdentityBundle>;
+  let aedes: AedesBroker;
+  let watch: BrokerWatch;
+
+  before(function () {
+    fx = makeFixtures();
+    const make = (id: string, roles: Role, topics: string[]) =>
+      issueCertificate(fx.ca, createIdentity({ deviceId: id, sigAlgorithm: 'ML-DSA-44' }), {
+        roles, topics, notBefore: NOW - 3600_000, notAfter: NOW + 86400_000,
+      });
+    identities = new Map([
+      ['publisher', make('publisher', 'pub', ['plant/#'])],
+      ...SUBSCRIBERS.map((id) => [id, make(id, 'sub', ['plant/line-1/#'])] as [string, IdentityBundle]),
+      [OUTSIDER, make(OUTSIDER, 'sub', ['plant/line-2/#'])],
+    ]);
+  });
+
+  beforeEach(async function () {
+    aedes = await startAedes();
+    watch = new BrokerWatch(aedes.broker);
+    await helper.startServer();
+  });
+
+  afterEach(async function () {
+    await helper.unload();
+    await helper.stopServer();
+    await aedes.close();
+  });
+
+  async function load(outProps: Record<string, unknown>): Promise<void> {
+    const devices = ['publisher', ...SUBSCRIBERS, OUTSIDER];
+    const flow: object[] = devices.map((id) => configNode(`cfg-${id}`, aedes.port, fx.caText));
+    flow.push({ id: 'out', type: 'pqc-secure-out', pqcConfig: 'cfg-publisher', topic: TOPIC, qos: '1', retain: '', recipients: '', ...outProps, wires: [] });
+    for (const id of [...SUBSCRIBERS, OUTSIDER]) {
+      flow.push({ id: `in-${id}`, type: 'pqc-secure-in', pqcConfig: `cfg-${id}`, topic: 'plant/#', qos: '1', datatype: 'utf8', rejections: true, outputs: 2, wires: [[`ok-${id}`], [`rej-${id}`]] });
+      flow.push({ id: `ok-${id}`, type: 'helper' }, { id: `rej-${id}`, type: 'helper' });
+    }
+    const credentials = Object.fromEntries(devices.map((id) => [`cfg-${id}`, credentialsFor(identities.get(id)!)]));
+    await helper.load(NODES, flow, credentials);
+    const pub = helper.getNode('cfg-publisher');
+    await waitConnected(pub);
+    for (const id of [...SUBSCRIBERS, OUTSIDER]) {
+      const cfg = helper.getNode(`cfg-${id}`);
+      await waitConnected(cfg);
+      await waitForPeer(pub, id);
+      await waitForPeer(cfg, 'publisher');
+      await waitSubscribed(cfg, 'plant/#');
+      await waitSubscribed(cfg, 'pqc/topic-keys/+/plant/#');
+    }
+  }
+
+  it('three authorized subscribers get every message exactly once; the outsider gets none; the broker sees ciphertext', async function () {
+    await load({ keyStrategy: 'packets', keyThreshold: '2' });
+    const inboxes = new Map(SUBSCRIBERS.map((id) => [id, new Inbox(helper.getNode(`ok-${id}`))]));
+    const outsider = new Inbox(helper.getNode(`ok-${OUTSIDER}`));
+    const outsiderRejections = new Inbox(helper.getNode(`rej-${OUTSIDER}`));
+    const out = helper.getNode('out');
+    const sent = [0, 1, 2, 3, 4].map((i) => `reading-${i}`);
+    for (const payload of sent) out.receive({ payload });
+    for (const [id, inbox] of inboxes) {
+      const got = await inbox.waitFor(sent.length);
+      assert.deepEqual(got.map((m) => m.payload).sort(), [...sent].sort(), id);
+      assert.ok(got.every((m) => (m.pqc as { sender: string }).sender === 'publisher'));
+    }
+    // Let the broker deliver anything else it might, then count.
+    await new Promise((r) => setTimeout(r, 300));
+    for (const inbox of inboxes.values()) assert.equal(inbox.messages.length, sent.length, 'each message once');
+    assert.equal(outsider.messages.length, 0, 'the outsider decrypted something');
+    assert.equal(outsiderRejections.messages.length, 0, 'an envelope for others is a quiet drop, not an attack');
+
+    const clientId = readyConfig(helper.getNode('cfg-publisher')).connection.clientId;
+    const envelopes = watch.published(clientId, TOPIC);
+    assert.equal(envelopes.length, sent.length, 'one envelope per message, whatever the number of subscribers');
+    for (const e of envelopes) assert.ok(!e.toString('latin1').includes('reading-'), 'plaintext on the broker');
+    // packets = 2: keys for messages 0–1, 2–3 and 4.
+    const keyMessages = watch.published(clientId, `pqc/topic-keys/publisher/${TOPIC}`);
+    assert.equal(keyMessages.length, 3);
+  });
+
+  it('msg.rotateKey replaces the key before that message', async function () {
+    await load({ keyStrategy: 'seconds', keyThreshold: '3600' });
+    const inbox = new Inbox(helper.getNode(`ok-${SUBSCRIBERS[0]}`));
+    const out = helper.getNode('out');
+    out.receive({ payload: 'a' });
+    await inbox.waitFor(1);
+    out.receive({ payload: 'b' });
+    await inbox.waitFor(2);
+    out.receive({ payload: 'c', rotateKey: true });
+    await inbox.waitFor(3);
+    const clientId = readyConfig(helper.getNode('cfg-publisher')).connection.clientId;
+    assert.equal(watch.published(clientId, `pqc/topic-keys/publisher/${TOPIC}`).length, 2);
+  });
+});
