@@ -15,6 +15,7 @@ export const LABELS = Object.freeze({
   message: 'pqc-iiot:mqtt-msg:v1',
   revocation: 'pqc-iiot:revocation:v1',
   audit: 'pqc-iiot:audit:v1',
+  stateSeal: 'pqc-iiot:state-seal:v1',
   directKey: 'pqc-iiot:direct-key:v1',
   directAad: 'pqc-iiot:direct-aad:v1',
   topicKey: 'pqc-iiot:topic-key:v1',

@@ -5,6 +5,7 @@
  */
 import type { KemAlgorithm, SigAlgorithm } from '../crypto/algorithms';
 import { cryptoBackend } from '../crypto/backend';
+import { LABELS, aesGcmOpen, aesGcmSeal, hkdf, randomNonce } from '../crypto/symmetric';
 import type { IdentityBundle } from './identity';
 
 export interface SecurityProvider {
@@ -22,9 +23,26 @@ export interface SecurityProvider {
   readonly rollbackResistant: boolean;
   sign(message: Uint8Array): Promise<Uint8Array>;
   decapsulate(capsule: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Authenticated encryption of local state under a key only this provider can use; `label`
+   * separates uses (e.g. "state", "audit"). unseal returns undefined for anything it did not seal.
+   */
+  seal(plaintext: Uint8Array, label: string): Promise<Uint8Array>;
+  unseal(sealed: Uint8Array, label: string): Promise<Uint8Array | undefined>;
+  /**
+   * Monotonic counters that cannot be rolled back behind the provider's back (hardware only;
+   * undefined for software, where the state store keeps its own best-effort counter).
+   */
+  readonly counters?: {
+    read(name: string): Promise<bigint>;
+    /** Raises the counter to `value`; refuses (throws) to lower it. */
+    advance(name: string, value: bigint): Promise<void>;
+  };
   /** Wipes what the provider holds in memory. */
   close(): void;
 }
+
+const SEAL_INFO = LABELS.stateSeal;
 
 export class SoftwareProvider implements SecurityProvider {
   readonly deviceId: string;
@@ -60,6 +78,43 @@ export class SoftwareProvider implements SecurityProvider {
 
   async decapsulate(capsule: Uint8Array): Promise<Uint8Array> {
     return cryptoBackend().decapsulate(this.kemAlgorithm, capsule, this.kemSecretKey);
+  }
+
+  /** nonce (12) ‖ AES-256-GCM(HKDF(secret keys, label), nonce, plaintext, aad = label) ‖ tag. */
+  async seal(plaintext: Uint8Array, label: string): Promise<Uint8Array> {
+    const key = this.sealKey(label);
+    try {
+      const nonce = randomNonce();
+      const body = aesGcmSeal(key, nonce, plaintext, new TextEncoder().encode(label));
+      const out = new Uint8Array(nonce.length + body.length);
+      out.set(nonce, 0);
+      out.set(body, nonce.length);
+      return out;
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  async unseal(sealed: Uint8Array, label: string): Promise<Uint8Array | undefined> {
+    if (!(sealed instanceof Uint8Array) || sealed.length < 12 + 16) return undefined;
+    const key = this.sealKey(label);
+    try {
+      return aesGcmOpen(key, sealed.subarray(0, 12), sealed.subarray(12), new TextEncoder().encode(label));
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  /** Derived from both secret keys: only the holder of this identity can seal or unseal. */
+  private sealKey(label: string): Uint8Array {
+    const ikm = new Uint8Array(this.kemSecretKey.length + this.sigSecretKey.length);
+    ikm.set(this.kemSecretKey, 0);
+    ikm.set(this.sigSecretKey, this.kemSecretKey.length);
+    try {
+      return hkdf(ikm, new TextEncoder().encode(label), new TextEncoder().encode(SEAL_INFO), 32);
+    } finally {
+      ikm.fill(0);
+    }
   }
 
   close(): void {

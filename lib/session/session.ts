@@ -599,6 +599,11 @@ export class SecureSession {
     return isRevoked(this.revocations, deviceId, keyId);
   }
 
+  /** The applied revocation state (operator side builds the next update on it). */
+  revocationState(): RevocationState {
+    return this.revocations;
+  }
+
   /** Sequence number of the last applied revocation update (-1 before any). */
   revocationSequence(): bigint {
     return this.revocations.seq;
