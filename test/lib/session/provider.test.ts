@@ -1,6 +1,6 @@
 /** The software SecurityProvider: signing, decapsulation, sealing of local state, wiping. */
 import assert from 'node:assert/strict';
-import { SoftwareProvider } from '../../../lib/session/provider';
+import { SoftwareProvider, type SecurityProvider } from '../../../lib/session/provider';
 import { cryptoBackend } from '../../../lib/crypto/backend';
 import { keysFor } from '../fixtures';
 
@@ -33,7 +33,7 @@ describe('session/provider: SoftwareProvider', () => {
     assert.deepEqual(await p.decapsulate(capsule), sharedSecret);
     p.close();
     assert.ok(bundle.sigSecretKey.some((b) => b !== 0), 'the caller\'s bundle is untouched');
-    assert.equal(p.counters, undefined, 'software has no rollback-resistant counters');
+    assert.equal((p as SecurityProvider).counters, undefined, 'software has no rollback-resistant counters');
     assert.equal(JSON.stringify(p).includes(Buffer.from(bundle.sigSecretKey.subarray(0, 16)).toString('base64')), false);
   });
 });
