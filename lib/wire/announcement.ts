@@ -8,22 +8,13 @@ import { MAX_SIGNATURE_BYTES } from '../crypto/algorithms';
 import { LABELS, domainDigest } from '../crypto/symmetric';
 import { DEFAULT_LIMITS, type Limits } from '../limits';
 import { fail, ok, type Result } from '../result';
-import {
-  appendSignature, kemAlgorithm, kemKeyFits, kemPublicKey, keyId, sigAlgorithm, sigKeyFits, sigPublicKey, signature,
-  signatureFits, signedPart,
-} from './common';
-import { decodeAll, deviceId, encode, sized, struct, u32, u64, type StructValue } from './fields';
+import { appendSignature, deviceKeyFields, kemKeyFits, sigKeyFits, signature, signatureFits, signedPart } from './common';
+import { decodeAll, encode, sized, struct, u64, type StructValue } from './fields';
 import { header } from './header';
 
 const bodyLayout = struct({
   header: header('announcement'),
-  deviceId,
-  keyEpoch: u32,
-  keyId,
-  kemAlgorithm,
-  kemPublicKey,
-  sigAlgorithm,
-  sigPublicKey,
+  ...deviceKeyFields,
   issuedAt: u64,
   /** Empty when the device has no certificate (accepted only outside strict mode). */
   certificate: sized(2, 65535, 0),

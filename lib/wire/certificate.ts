@@ -6,10 +6,8 @@
 import { DEFAULT_LIMITS, type Limits } from '../limits';
 import { fail, ok, type Result } from '../result';
 import { isValidTopicFilter } from '../trust/topics';
-import {
-  kemAlgorithm, kemKeyFits, kemPublicKey, keyId, sigAlgorithm, sigKeyFits, sigPublicKey, signature, signatureFits, signedPart,
-} from './common';
-import { decodeAll, deviceId, encode, list, struct, text16, u32, u64, u8, type StructValue } from './fields';
+import { deviceKeyFields, keyId, kemKeyFits, sigAlgorithm, sigKeyFits, signature, signatureFits, signedPart } from './common';
+import { decodeAll, encode, list, struct, text16, u64, u8, type StructValue } from './fields';
 import { header } from './header';
 
 export const ROLES = Object.freeze({ pub: 1, sub: 2, both: 3 } as const);
@@ -29,13 +27,7 @@ export function roleAllowsSubscribe(role: Role): boolean {
 
 const tbsLayout = struct({
   header: header('certificate'),
-  deviceId,
-  keyEpoch: u32,
-  keyId,
-  kemAlgorithm,
-  kemPublicKey,
-  sigAlgorithm,
-  sigPublicKey,
+  ...deviceKeyFields,
   notBefore: u64,
   notAfter: u64,
   roles: u8,

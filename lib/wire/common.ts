@@ -7,7 +7,7 @@ import {
   SIG_ALGORITHMS, kemById, sigById, type KemAlgorithm, type SigAlgorithm,
 } from '../crypto/algorithms';
 import { LABELS, domainDigest } from '../crypto/symmetric';
-import { fixed, sized, u8, type Field } from './fields';
+import { deviceId, fixed, sized, u32, u8, type Field } from './fields';
 
 function algorithmField<A extends string>(name: string, ids: Record<A, { id: number }>, byId: (id: number) => A | undefined): Field<A> {
   return {
@@ -76,3 +76,14 @@ export function signedPart(bytes: Uint8Array, sig: Uint8Array): Uint8Array {
 export function toHex(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('hex');
 }
+
+/** The key-binding fields that open both certificates and announcements, in this order. */
+export const deviceKeyFields = {
+  deviceId,
+  keyEpoch: u32,
+  keyId,
+  kemAlgorithm,
+  kemPublicKey,
+  sigAlgorithm,
+  sigPublicKey,
+} as const;

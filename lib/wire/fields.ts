@@ -218,6 +218,37 @@ export function list<T>(item: Field<T>, max: number): Field<T[]> {
   };
 }
 
+/**
+ * A count of `prefix` bytes followed by that many items. A count that cannot fit in the bytes
+ * that remain (each item takes at least `minItemBytes`) is `bad-length`, so a lying count
+ * costs nothing; `order` (optional) must return < 0 for each consecutive pair, else `bad-field`.
+ */
+export function countedList<T>(
+  item: Field<T>, prefix: 2 | 4, minItemBytes: number, order?: (a: T, b: T) => number,
+): Field<T[]> {
+  const count = prefix === 2 ? u16 : u32;
+  return {
+    name: `counted<${item.name}>`,
+    encode(w, values) {
+      count.encode(w, values.length);
+      for (const v of values) item.encode(w, v);
+    },
+    decode(r) {
+      const n = count.decode(r);
+      if (n === undefined) return undefined;
+      if (n * minItemBytes > r.remaining) return r.fail('bad-length');
+      const out: T[] = [];
+      for (let i = 0; i < n; i++) {
+        const v = item.decode(r);
+        if (v === undefined) return undefined;
+        if (order && out.length > 0 && order(out[out.length - 1], v) >= 0) return r.fail('bad-field');
+        out.push(v);
+      }
+      return out;
+    },
+  };
+}
+
 type Shape = Record<string, Field<unknown>>;
 export type StructValue<S extends Shape> = { [K in keyof S]: FieldValue<S[K]> };
 

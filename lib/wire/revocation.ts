@@ -9,7 +9,7 @@ import { LABELS, domainDigest } from '../crypto/symmetric';
 import { DEFAULT_LIMITS, type Limits } from '../limits';
 import { fail, ok, type Result } from '../result';
 import { appendSignature, keyId, sigAlgorithm, signature, signatureFits, signedPart, toHex } from './common';
-import { Reader, decodeAll, deviceId, encode, struct, text16, u32, u64, type Field, type Writer } from './fields';
+import { countedList, decodeAll, deviceId, encode, struct, text16, u64 } from './fields';
 import { header } from './header';
 
 /** A key id of sixteen zero bytes revokes every key of the device. */
@@ -32,28 +32,8 @@ export function entryKey(e: RevocationEntry): string {
   return `${e.deviceId}/${toHex(e.keyId)}`;
 }
 
-/** u32 count, then entries in strictly ascending canonical order (else `bad-field`). */
-const entryList: Field<RevocationEntry[]> = {
-  name: 'revocation-entries',
-  encode(w: Writer, entries) {
-    u32.encode(w, entries.length);
-    for (const e of entries) entryLayout.encode(w, e);
-  },
-  decode(r: Reader) {
-    const n = u32.decode(r);
-    if (n === undefined) return undefined;
-    // Each entry takes at least 18 bytes: a count beyond what remains is a lie, not a huge list.
-    if (n * 18 > r.remaining) return r.fail('bad-length');
-    const out: RevocationEntry[] = [];
-    for (let i = 0; i < n; i++) {
-      const e = entryLayout.decode(r);
-      if (e === undefined) return undefined;
-      if (out.length > 0 && compareEntries(out[out.length - 1], e) >= 0) return r.fail('bad-field');
-      out.push(e);
-    }
-    return out;
-  },
-};
+/** u32 count, then entries in strictly ascending canonical order (else `bad-field`); smallest entry: id (2) + key id (16). */
+const entryList = countedList(entryLayout, 4, 18, compareEntries);
 
 const bodyLayout = struct({
   header: header('revocation'),

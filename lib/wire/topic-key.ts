@@ -9,7 +9,7 @@ import { DEFAULT_LIMITS, type Limits } from '../limits';
 import { fail, ok, type Result } from '../result';
 import { isValidTopicName } from '../trust/topics';
 import { appendSignature, kemAlgorithm, keyId, sigAlgorithm, signature, signatureFits, signedPart } from './common';
-import { Reader, decodeAll, deviceId, encode, fixed, sized, struct, text16, u16, u32, u64, type Field, type StructValue, type Writer } from './fields';
+import { countedList, decodeAll, deviceId, encode, fixed, sized, struct, text16, u32, u64, type StructValue } from './fields';
 import { header } from './header';
 
 /** AES-256-GCM of the 32-byte topic key: ciphertext ‖ tag. */
@@ -25,27 +25,8 @@ const wrapLayout = struct({
 
 export type KeyWrap = StructValue<typeof wrapLayout.fields>;
 
-/** u16 count, then the wraps; a count that cannot fit in what remains is `bad-length`. */
-const wrapList: Field<KeyWrap[]> = {
-  name: 'key-wraps',
-  encode(w: Writer, wraps) {
-    u16.encode(w, wraps.length);
-    for (const x of wraps) wrapLayout.encode(w, x);
-  },
-  decode(r: Reader) {
-    const n = u16.decode(r);
-    if (n === undefined) return undefined;
-    // Smallest wrap: id (2) + key id (16) + alg (1) + capsule (2 + 1) + key (48).
-    if (n * 70 > r.remaining) return r.fail('bad-length');
-    const out: KeyWrap[] = [];
-    for (let i = 0; i < n; i++) {
-      const x = wrapLayout.decode(r);
-      if (x === undefined) return undefined;
-      out.push(x);
-    }
-    return out;
-  },
-};
+/** u16 count, then the wraps; smallest wrap: id (2) + key id (16) + alg (1) + capsule (2 + 1) + key (48). */
+const wrapList = countedList(wrapLayout, 2, 70);
 
 const bodyLayout = struct({
   header: header('topicKey'),
