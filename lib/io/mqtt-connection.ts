@@ -44,6 +44,8 @@ export interface MqttConnectionOptions {
   clientId?: string;
   keepaliveSeconds?: number;
   cleanSession?: boolean;
+  /** MQTT 5 with cleanSession false: how long the broker keeps the session (default 1 day). */
+  sessionExpirySeconds?: number;
   username?: string;
   password?: string;
   /** Present means TLS (mqtts://); absent means plain TCP. */
@@ -81,6 +83,7 @@ export interface BrokerLimits {
 export const DEFAULT_QUEUE_LIMIT = 100;
 const DEFAULT_KEEPALIVE_SECONDS = 60;
 const DEFAULT_RECONNECT_PERIOD_MS = 5000;
+const DEFAULT_SESSION_EXPIRY_SECONDS = 86_400;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30000;
 /** Longest wait for a clean MQTT DISCONNECT before the socket is destroyed (core uses 2 s). */
 const END_TIMEOUT_MS = 2000;
@@ -346,6 +349,11 @@ export class MqttConnection extends EventEmitter<MqttConnectionEvents> {
       // partial redeploys; MQTT.js's own copy would resurrect filters a stopped node dropped.
       resubscribe: false,
     };
+    if (this.protocolVersion === 5 && clientOptions.clean === false) {
+      // MQTT 5 ends a session at disconnect unless told otherwise: without an expiry interval,
+      // "clean session off" would keep nothing across a reconnect, unlike MQTT 3.1.1.
+      clientOptions.properties = { sessionExpiryInterval: o.sessionExpirySeconds ?? DEFAULT_SESSION_EXPIRY_SECONDS };
+    }
     if (o.username) clientOptions.username = o.username;
     if (o.password) clientOptions.password = o.password;
     if (o.tls) {

@@ -438,6 +438,35 @@ describe('io/mqtt-connection', function () {
       }
     });
 
+    it('keeps a persistent session across a disconnect under MQTT 5 when clean session is off', async function () {
+      const mosquitto = await startMosquitto();
+      const options = { host: LOOPBACK, port: mosquitto.port, protocolVersion: 5 as const, cleanSession: false, clientId: 'persistent-5' };
+      let c = new MqttConnection(options);
+      c.on('warning', () => undefined);
+      try {
+        const first = new Inbox();
+        c.register('n1');
+        c.subscribe('keep/#', 1, first.handler, 'n1');
+        await waitForState(c, 'connected');
+        await new Promise<void>((resolve) => (c.isSubscribed('keep/#') ? resolve() : c.once('subscribed', () => resolve())));
+        await c.close();
+        // Published while the subscriber is away: the broker must hold it for the session.
+        const other = await mqtt.connectAsync(`mqtt://${LOOPBACK}:${mosquitto.port}`, { reconnectPeriod: 0, protocolVersion: 5 });
+        await other.publishAsync('keep/1', Buffer.from('while away'), { qos: 1 });
+        await other.endAsync();
+        c = new MqttConnection(options);
+        c.on('warning', () => undefined);
+        const second = new Inbox();
+        c.register('n1');
+        c.subscribe('keep/#', 1, second.handler, 'n1');
+        await second.waitFor(1);
+        assert.equal(second.messages[0].payload.toString(), 'while away');
+      } finally {
+        await c.close();
+        await mosquitto.stop();
+      }
+    });
+
     it('knows no limit under MQTT 3.1.1', async function () {
       const c = connection();
       c.register('n1');
