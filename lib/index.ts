@@ -33,8 +33,11 @@ export { SoftwareProvider, type SecurityProvider } from './session/provider';
 export {
   SecureSession, initialSequenceFor, DEFAULT_KEYS_TOPIC_PREFIX, DEFAULT_REVOCATION_TOPIC, SEQUENCE_RESERVATION, STATE_FORMAT,
   type SessionOptions, type OpenedMessage, type AnnouncementVerdict, type RevocationVerdict, type TrustSnapshot,
-  type CounterSnapshot, type RestoreReport,
+  type CounterSnapshot, type RestoreReport, type ThroughputStats,
 } from './session/session';
+export { DEFAULT_BATCH_OPTIONS, DEFAULT_VERIFIED_ROOTS, type BatchOptions } from './session/batch';
+export { DEFAULT_BUDGET, VerificationBudget, type BudgetOptions, type BudgetOverrides } from './trust/budget';
+export { CryptoWorkerPool, setCryptoOffload, cryptoOffload, closeSharedCryptoPool, type OffloadMode } from './crypto/worker-pool';
 export { issueRevocation, applyRevocation, isRevoked, EMPTY_REVOCATIONS, type RevocationState } from './trust/revocation';
 export { decodeRevocation, ALL_KEYS, type RevocationEntry, type DecodedRevocation } from './wire/revocation';
 export { verifyAuditLog, AuditLogVerifier, AUDIT_REASONS } from './trust/audit';

@@ -39,6 +39,7 @@ export const REASONS = Object.freeze({
   'decrypt-failed': 'KEM decapsulation or AES-GCM authentication failed',
   'revoked': 'sender key has been revoked',
   'no-key': 'topic key for this message never arrived (or was superseded) in time',
+  'budget': 'too many signature checks or decapsulations failed recently, for this sender or in total: refused without checking',
   // Lifecycle: revocation updates and stored state (I6, I7).
   'rollback': 'update is not newer than the one already applied, or drops revoked entries',
   'state-rollback': 'stored state is older than its generation counter says (restored copy)',

@@ -23,6 +23,9 @@ export const LABELS = Object.freeze({
   topicWrapAad: 'pqc-iiot:topic-wrap:v1',
   topicData: 'pqc-iiot:topic-data:v1',
   topicAad: 'pqc-iiot:topic-aad:v1',
+  batchLeaf: 'pqc-iiot:batch-leaf:v1',
+  batchNode: 'pqc-iiot:batch-node:v1',
+  batchRoot: 'pqc-iiot:batch-root:v1',
 } as const);
 
 export type Label = (typeof LABELS)[keyof typeof LABELS];

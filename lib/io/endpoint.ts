@@ -108,7 +108,8 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
   private readonly onKeyMessage: MessageHandler = (m) => this.handleKeyMessage(m);
   private readonly durable: () => Promise<void>;
   private pendingSweep: NodeJS.Timeout | undefined;
-  private readonly topicOrder = new Map<string, Promise<void>>();
+  /** Publish calls of successive sends, in send order (see `inSendOrder`). */
+  private sendOrder: Promise<void> = Promise.resolve();
   private started = false;
 
   /**
@@ -198,10 +199,14 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     const publishOptions: PublishOptions = { qos: options.qos, retain: options.retain };
     const toBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
     if (recipients.length === 0) {
-      // Sealing and the order of publish calls are serialized per topic, so a new key message is
-      // always handed to MQTT before the first envelope under it; delivery is awaited outside.
-      const publishing = await this.inTopicOrder(topic, async () => {
-        const sealed = await this.session.sealTopic(topic, data, now, options.strategy);
+      // Publish calls follow send order, so a new key message is always handed to MQTT before the
+      // first envelope under it; delivery is awaited outside. sealTopic is called at once (the
+      // session keeps call order per topic), so envelopes sent close together can share one
+      // batch signature (docs/PROTOCOL.md §4.7).
+      const sealing = this.session.sealTopic(topic, data, now, options.strategy);
+      sealing.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+      const publishing = await this.inSendOrder(async () => {
+        const sealed = await sealing;
         this.checkSize(topic, sealed.envelope.length, options.qos);
         if (sealed.keyMessage) this.checkSize(sealed.keyMessage.topic, sealed.keyMessage.payload.length, 1, 'key message');
         await this.durable();
@@ -216,25 +221,31 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
       await Promise.all(publishing);
       return 1;
     }
-    const envelopes: Uint8Array[] = [];
-    for (const recipient of recipients) {
+    // Sealed together, so the envelopes for several recipients share one batch signature (§4.7).
+    const sealing = Promise.all(recipients.map(async (recipient) => {
       const envelope = await this.session.sealDirect(topic, data, recipient, now);
       this.checkSize(topic, envelope.length, options.qos);
-      envelopes.push(envelope);
-    }
-    await this.durable();
-    await Promise.all(envelopes.map((e) => this.connection.publish(topic, toBuffer(e), publishOptions)));
-    return envelopes.length;
+      return envelope;
+    }));
+    sealing.catch(() => undefined); // awaited below
+    const publishing = await this.inSendOrder(async () => {
+      const envelopes = await sealing;
+      await this.durable();
+      return envelopes.map((e) => this.connection.publish(topic, toBuffer(e), publishOptions));
+    });
+    await Promise.all(publishing);
+    return publishing.length;
   }
 
-  private inTopicOrder<T>(topic: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.topicOrder.get(topic) ?? Promise.resolve();
-    const run = previous.then(fn);
-    const tail = run.then(() => undefined, () => undefined);
-    this.topicOrder.set(topic, tail);
-    void tail.then(() => {
-      if (this.topicOrder.get(topic) === tail) this.topicOrder.delete(topic);
-    });
+  /**
+   * Runs `fn` (await the seal, then hand the envelopes to MQTT) after that of every earlier send.
+   * Seals may finish out of order (signatures run on worker threads, in batches), but sequence
+   * numbers are taken in send order, so publishing in send order keeps each receiver's replay
+   * window (§5) from seeing a newer number long before an older one.
+   */
+  private inSendOrder<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.sendOrder.then(fn);
+    this.sendOrder = run.then(() => undefined, () => undefined);
     return run;
   }
 

@@ -10,6 +10,7 @@
 import { AES_KEY_BYTES, type KemAlgorithm, type SigAlgorithm } from '../crypto/algorithms';
 import { cryptoBackend } from '../crypto/backend';
 import { LABELS, aesGcmOpen, aesGcmSeal, hkdf, randomNonce } from '../crypto/symmetric';
+import type { EnvelopeAuth } from '../wire/auth';
 import {
   encodeEnvelope, encodeEnvelopeBlob, encodeEnvelopeHeader, envelopeAad, messageDigest, type DecodedEnvelope,
 } from '../wire/envelope';
@@ -22,6 +23,8 @@ export interface DirectSealInput {
   seq: bigint;
   timestamp: number;
   sign: (digest: Uint8Array) => Promise<Uint8Array>;
+  /** Builds the whole auth trailer instead of `sign` (batch signing, §4.7). */
+  authenticate?: (digest: Uint8Array) => Promise<EnvelopeAuth>;
   /** Fixed randomness for test vectors only. */
   random?: { encapsulation?: Uint8Array; nonce?: Uint8Array };
 }
@@ -53,8 +56,9 @@ export async function sealDirectEnvelope(input: DirectSealInput): Promise<Uint8A
     const nonce = input.random?.nonce ?? randomNonce();
     const ciphertext = aesGcmSeal(key, nonce, input.data, envelopeAad(input.topic, headerBytes));
     const blob = encodeEnvelopeBlob(headerBytes, nonce, ciphertext);
-    const signature = await input.sign(messageDigest(input.sender.deviceId, input.topic, blob));
-    return encodeEnvelope(blob, { kind: 'signature', signature });
+    const digest = messageDigest(input.sender.deviceId, input.topic, blob);
+    const auth: EnvelopeAuth = input.authenticate ? await input.authenticate(digest) : { kind: 'signature', signature: await input.sign(digest) };
+    return encodeEnvelope(blob, auth);
   } finally {
     key.fill(0);
     sharedSecret.fill(0);

@@ -4,7 +4,7 @@
  * the keys of an identity bundle in memory; a hardware provider implements the same interface.
  */
 import type { KemAlgorithm, SigAlgorithm } from '../crypto/algorithms';
-import { cryptoBackend } from '../crypto/backend';
+import { offloadDecapsulate, offloadSign } from '../crypto/worker-pool';
 import { LABELS, aesGcmOpen, aesGcmSeal, hkdf, randomNonce } from '../crypto/symmetric';
 import type { IdentityBundle } from './identity';
 
@@ -72,12 +72,13 @@ export class SoftwareProvider implements SecurityProvider {
     this.sigSecretKey = Uint8Array.from(bundle.sigSecretKey);
   }
 
+  /** Off the main thread when it would run in JavaScript there (lib/crypto/worker-pool.ts). */
   async sign(message: Uint8Array): Promise<Uint8Array> {
-    return cryptoBackend().sign(this.sigAlgorithm, message, this.sigSecretKey);
+    return offloadSign(this.sigAlgorithm, message, this.sigSecretKey);
   }
 
   async decapsulate(capsule: Uint8Array): Promise<Uint8Array> {
-    return cryptoBackend().decapsulate(this.kemAlgorithm, capsule, this.kemSecretKey);
+    return offloadDecapsulate(this.kemAlgorithm, capsule, this.kemSecretKey);
   }
 
   /** nonce (12) ‖ AES-256-GCM(HKDF(secret keys, label), nonce, plaintext, aad = label) ‖ tag. */

@@ -3,7 +3,7 @@
  * bytes and the current time, and returns verdicts and bytes to publish. It never reads a
  * clock, a file or the network. docs/PROTOCOL.md §4–6.
  */
-import { cryptoBackend } from '../crypto/backend';
+import { offloadVerify } from '../crypto/worker-pool';
 import { aesGcmOpen, aesGcmSeal, bytesEqual, randomKey, randomNonce } from '../crypto/symmetric';
 import { resolveLimits, type Limits } from '../limits';
 import { fail, ok, type Result } from '../result';
@@ -11,12 +11,15 @@ import { checkValidity } from '../trust/certificates';
 import { mayPublish, maySubscribe, summarize, type PeerSummary, type TrustedPeer } from '../trust/peers';
 import { EMPTY_WINDOW, replayCheck, replayCommit, type ReplayWindow } from '../trust/replay';
 import { EMPTY_REVOCATIONS, applyRevocation, isRevoked, type RevocationState } from '../trust/revocation';
+import { VerificationBudget, type BudgetKind, type BudgetOverrides, type BudgetStats } from '../trust/budget';
 import { isValidTopicName, matchesAny } from '../trust/topics';
 import type { CaPublicKey } from '../wire/ca-key';
 import { decodeCertificate, roleAllowsPublish } from '../wire/certificate';
 import { toHex } from '../wire/common';
 import { decodeAnnouncement } from '../wire/announcement';
 import { decodeDirectEnvelope, encodeEnvelope, encodeEnvelopeBlob, messageDigest, type DecodedEnvelope } from '../wire/envelope';
+import { BatchSigner, DEFAULT_VERIFIED_ROOTS, VerifiedRoots, resolveBatchOptions, type BatchOptions, type BatchSignerStats } from './batch';
+import { batchRootDigest, batchRootFromPath } from './batch-tree';
 import type { EnvelopeAuth } from '../wire/auth';
 import { peekType } from '../wire/header';
 import { decodeTopicEnvelope, encodeTopicEnvelopeHeader, topicEnvelopeAad, type DecodedTopicEnvelope } from '../wire/topic-envelope';
@@ -56,7 +59,9 @@ interface PendingMessage {
   env: DecodedTopicEnvelope;
   peer: TrustedPeer;
   heldAt: number;
-  resolve: (r: Result<OpenedMessage>) => void;
+  /** The signature check, started when the message was held. */
+  verified: Promise<Result<true>>;
+  resolve: (r: Result<OpenedMessage> | Promise<Result<OpenedMessage>>) => void;
 }
 
 export interface SessionOptions {
@@ -73,6 +78,31 @@ export interface SessionOptions {
   topicKeysPrefix?: string;
   /** First sequence number to send; by default derived from the time of the first send. */
   initialSequence?: bigint;
+  /**
+   * Amortized signing (docs/PROTOCOL.md §4.7): envelopes sealed close together share one
+   * signature over a Merkle root (auth kind 0x02). Default on, 16 envelopes, 2 ms at most;
+   * `false` signs every envelope on its own (auth kind 0x01).
+   */
+  batch?: Partial<BatchOptions> | false;
+  /** Verified batch roots remembered (receiver side), default 1024; 0 checks every envelope's root signature. */
+  verifiedRoots?: number;
+  /**
+   * Verification budgets (docs/PROTOCOL.md §6.7): per-peer and global token buckets for failed
+   * signature checks and decapsulations; default on; `false` turns them off.
+   */
+  budget?: BudgetOverrides | false;
+}
+
+/** Counters of the throughput machinery, for status, logs and the benchmark. */
+export interface ThroughputStats {
+  /** Sender: signatures made by the batch signer and envelopes they covered. */
+  batching: BatchSignerStats | undefined;
+  /** Receiver: post-quantum signature checks run on envelopes and key messages. */
+  verifications: number;
+  /** Receiver: batch envelopes accepted on a cached (already verified) root. */
+  rootHits: number;
+  /** Receiver: verification budgets (undefined when off). */
+  budget: BudgetStats | undefined;
 }
 
 export interface OpenedMessage {
@@ -175,6 +205,12 @@ export class SecureSession {
   private readonly topicKeys: TopicKeyCache;
   private pending: PendingMessage[] = [];
   private readonly sealing = new Map<string, Promise<void>>();
+  private batcher: BatchSigner | undefined;
+  private readonly verifiedRoots: VerifiedRoots;
+  private readonly budget: VerificationBudget | undefined;
+  private readonly senderTurns = new Map<string, Promise<void>>();
+  private verifications = 0;
+  private ownCertificate: ReturnType<typeof decodeCertificate> | undefined;
   private trustChanges = 0;
   private counterChanges = 0;
 
@@ -200,6 +236,33 @@ export class SecureSession {
     if (this.strict && !this.ca) throw new Error('strict mode needs the CA public key (trust anchor)');
     if (this.strict && !this.provider.certificate) throw new Error('strict mode needs a certificate in this device identity');
     this.nextSeq = opts.initialSequence;
+    this.setBatching(opts.batch);
+    this.verifiedRoots = new VerifiedRoots(opts.verifiedRoots ?? DEFAULT_VERIFIED_ROOTS);
+    this.budget = opts.budget === false ? undefined : new VerificationBudget(opts.budget ?? {});
+  }
+
+  /**
+   * Turns amortized signing on (with these options) or off (`false`); envelopes already waiting
+   * for a batch are signed first. docs/PROTOCOL.md §4.7.
+   */
+  setBatching(options: Partial<BatchOptions> | false | undefined): void {
+    const resolved = resolveBatchOptions(options);
+    this.batcher?.flush();
+    this.batcher = resolved ? new BatchSigner(this.deviceId, (d) => this.provider.sign(d), resolved) : undefined;
+  }
+
+  /** The batching in effect (undefined: every envelope signed on its own). */
+  get batching(): BatchOptions | undefined {
+    return this.batcher?.options;
+  }
+
+  get throughputStats(): ThroughputStats {
+    return {
+      batching: this.batcher?.stats,
+      verifications: this.verifications,
+      rootHits: this.verifiedRoots.stats.hits,
+      budget: this.budget?.stats,
+    };
   }
 
   announcementTopic(): string {
@@ -272,6 +335,7 @@ export class SecureSession {
       seq,
       timestamp: now,
       sign: (d) => this.provider.sign(d),
+      authenticate: (d) => this.authenticate(d),
     });
     if (envelope.length > this.limits.maxEnvelopeBytes) {
       throw new Error(`envelope of ${envelope.length} bytes exceeds the limit of ${this.limits.maxEnvelopeBytes}`);
@@ -303,11 +367,20 @@ export class SecureSession {
     ) {
       return fail('not-for-me');
     }
-    const verified = this.verifySender(sender.value, env, topic);
-    if (!verified.ok) return verified;
-    const data = await openDirectCiphertext(env, topic, (c) => this.provider.decapsulate(c));
-    if (data === undefined) return fail('decrypt-failed');
-    return this.commit(sender.value, env, data, suiteName(sender.value, env.kemAlgorithm));
+    const peer = sender.value;
+    // Signature, then decapsulation: run now, possibly off the main thread, but finished in
+    // arrival order per sender, so accepted messages keep their order.
+    const opened = await this.inSenderOrder(peer.deviceId, (async (): Promise<Result<Uint8Array>> => {
+      const verified = await this.verifySender(peer, env, topic, now);
+      if (!verified.ok) return verified;
+      const ticket = this.admit('decapsulate', peer.deviceId, now);
+      if (ticket === false) return fail('budget', 'decapsulations');
+      const data = await openDirectCiphertext(env, topic, (c) => this.provider.decapsulate(c));
+      if (ticket) this.budget?.settle(ticket, data !== undefined);
+      return data === undefined ? fail('decrypt-failed') : ok(data);
+    })());
+    if (!opened.ok) return opened;
+    return this.commit(peer, env, opened.value, suiteName(peer, env.kemAlgorithm));
   }
 
   /** Steps 3–10 of §6.2, shared by both modes: no cryptography yet. */
@@ -327,9 +400,55 @@ export class SecureSession {
     return seen === 'fresh' ? ok(peer) : fail(seen);
   }
 
-  private verifySender(peer: TrustedPeer, env: SenderFields & { auth: EnvelopeAuth; blob: Uint8Array }, topic: string): Result<true> {
+  /**
+   * Step 11 of §6.2: the auth trailer (§2.7) over the message digest. Kind 0x01: one signature
+   * check. Kind 0x02: the path from this envelope's own leaf to the batch root, then the root
+   * signature — checked once per (key, root, signature) and remembered (§4.7).
+   */
+  private async verifySender(peer: TrustedPeer, env: SenderFields & { auth: EnvelopeAuth; blob: Uint8Array }, topic: string, now: number): Promise<Result<true>> {
     const digest = messageDigest(env.senderId, topic, env.blob);
-    return cryptoBackend().verify(peer.sigAlgorithm, env.auth.signature, digest, peer.sigPublicKey) ? ok(true) : fail('bad-signature');
+    const auth = env.auth;
+    if (auth.kind === 'signature') return this.checkSignature(peer, auth.signature, digest, now);
+    const root = batchRootFromPath(digest, auth.leafIndex, auth.leafCount, auth.path);
+    if (!root) return fail('bad-field', 'batch path');
+    const rootDigest = batchRootDigest(env.senderId, root, auth.leafCount);
+    return this.verifiedRoots.check(peer.keyId, rootDigest, auth.signature, () => this.checkSignature(peer, auth.signature, rootDigest, now));
+  }
+
+  /** One post-quantum signature check under the peer's key, within its verification budget. */
+  private async checkSignature(peer: TrustedPeer, signature: Uint8Array, digest: Uint8Array, now: number): Promise<Result<true>> {
+    const ticket = this.admit('verify', peer.deviceId, now);
+    if (ticket === false) return fail('budget', 'signature checks');
+    this.verifications++;
+    // offloadVerify never throws on a peer's bytes; a local failure counts as "does not verify".
+    const valid = await offloadVerify(peer.sigAlgorithm, signature, digest, peer.sigPublicKey).catch(() => false);
+    if (ticket) this.budget?.settle(ticket, valid);
+    return valid ? ok(true) : fail('bad-signature');
+  }
+
+  /** A budget ticket, undefined when budgets are off, false when the budget is spent (§6.7). */
+  private admit(kind: BudgetKind, peer: string, now: number): ReturnType<VerificationBudget['admit']> | false {
+    if (!this.budget) return undefined;
+    return this.budget.admit(kind, peer, now) ?? false;
+  }
+
+  /** `work` already runs; its result is handed over only after earlier work of this sender (or of this publisher's key messages: "key:" + id). */
+  private inSenderOrder<T>(sender: string, work: Promise<T>): Promise<T> {
+    work.catch(() => undefined); // rejections reach the caller through `run`, not as unhandled
+    const previous = this.senderTurns.get(sender) ?? Promise.resolve();
+    const run = previous.then(() => work);
+    const tail = run.then(() => undefined, () => undefined);
+    this.senderTurns.set(sender, tail);
+    void tail.then(() => {
+      if (this.senderTurns.get(sender) === tail) this.senderTurns.delete(sender);
+    });
+    return run;
+  }
+
+  /** The auth trailer for an outgoing envelope: batched (§4.7) or one signature (§2.7). */
+  private async authenticate(digest: Uint8Array): Promise<EnvelopeAuth> {
+    if (this.batcher) return this.batcher.authenticate(digest);
+    return { kind: 'signature', signature: await this.provider.sign(digest) };
   }
 
   /** Replay re-check (another copy may have been accepted meanwhile) and commit. */
@@ -373,17 +492,29 @@ export class SecureSession {
    */
   sealTopic(topic: string, data: Uint8Array, clockNow: number, strategy: KeyStrategy = DEFAULT_KEY_STRATEGY): Promise<SealedTopicMessage> {
     // One at a time per topic: two concurrent calls must not both decide to rotate.
+    // The signature is outside that order: envelopes of one topic sealed close together can then
+    // share one batch signature (§4.7); the returned promises still settle in call order.
     const previous = this.sealing.get(topic) ?? Promise.resolve();
-    const run = previous.then(() => this.sealTopicNow(topic, data, clockNow, strategy));
-    const tail = run.then(() => undefined, () => undefined);
+    const prepared = previous.then(() => this.prepareTopic(topic, data, clockNow, strategy));
+    const tail = prepared.then(() => undefined, () => undefined);
     this.sealing.set(topic, tail);
     void tail.then(() => {
       if (this.sealing.get(topic) === tail) this.sealing.delete(topic);
     });
-    return run;
+    return prepared.then(async (p) => {
+      const auth = await this.authenticate(messageDigest(this.deviceId, topic, p.blob));
+      const envelope = encodeEnvelope(p.blob, auth);
+      if (envelope.length > this.limits.maxEnvelopeBytes) {
+        throw new Error(`envelope of ${envelope.length} bytes exceeds the limit of ${this.limits.maxEnvelopeBytes}`);
+      }
+      return p.keyMessage ? { envelope, keyMessage: p.keyMessage, keySerial: p.keySerial } : { envelope, keySerial: p.keySerial };
+    });
   }
 
-  private async sealTopicNow(topic: string, data: Uint8Array, clockNow: number, strategy: KeyStrategy): Promise<SealedTopicMessage> {
+  /** Key decision, sequence number and encryption of one topic-mode message: everything but the signature. */
+  private async prepareTopic(
+    topic: string, data: Uint8Array, clockNow: number, strategy: KeyStrategy,
+  ): Promise<{ blob: Uint8Array; keySerial: bigint; keyMessage?: SealedTopicMessage['keyMessage'] }> {
     const now = this.observeTime(clockNow);
     if (!isValidTopicName(topic, this.limits.maxTopicBytes)) throw new Error(`invalid topic ${JSON.stringify(topic)}`);
     checkStrategy(strategy);
@@ -435,14 +566,9 @@ export class SecureSession {
     } finally {
       messageKey.fill(0);
     }
-    const signature = await this.provider.sign(messageDigest(this.deviceId, topic, blob));
-    const envelope = encodeEnvelope(blob, { kind: 'signature', signature });
-    if (envelope.length > this.limits.maxEnvelopeBytes) {
-      throw new Error(`envelope of ${envelope.length} bytes exceeds the limit of ${this.limits.maxEnvelopeBytes}`);
-    }
     key.packets++;
     key.bytes += data.length;
-    return { envelope, keyMessage, keySerial: key.serial };
+    return keyMessage ? { blob, keyMessage, keySerial: key.serial } : { blob, keySerial: key.serial };
   }
 
   /** Trusted, unrevoked, currently valid peers allowed to read `topic`, by "device/keyid". */
@@ -487,17 +613,32 @@ export class SecureSession {
     if (latest !== undefined && k.keySerial <= latest) return fail(k.keySerial === latest ? 'duplicate' : 'rollback');
     const wrap = k.wraps.find((w) => w.recipientId === this.deviceId && bytesEqual(w.recipientKeyId, this.provider.keyId));
     if (wrap && wrap.kemAlgorithm !== this.provider.kemAlgorithm) return fail('not-for-me');
-    if (!cryptoBackend().verify(peer.sigAlgorithm, k.signature, topicKeyDigest(k.publisherId, topic, k.signedBytes), peer.sigPublicKey)) {
-      return fail('bad-signature');
+    // Signature and unwrapping may run off the main thread; keys are installed in arrival order
+    // per publisher all the same, so a later key never lands before an earlier one.
+    const unwrapped = await this.inSenderOrder(`key:${k.publisherId}`, (async (): Promise<Result<Uint8Array | undefined>> => {
+      const signed = await this.checkSignature(peer, k.signature, topicKeyDigest(k.publisherId, topic, k.signedBytes), now);
+      if (!signed.ok) return signed;
+      if (!wrap) return ok(undefined);
+      const ticket = this.admit('decapsulate', peer.deviceId, now);
+      if (ticket === false) return fail('budget', 'decapsulations');
+      const mek = await unwrapTopicKey(wrap, k.publisherId, k.topic, k.keySerial, (c) => this.provider.decapsulate(c));
+      if (ticket) this.budget?.settle(ticket, mek !== undefined);
+      return mek ? ok(mek) : fail('decrypt-failed');
+    })());
+    if (!unwrapped.ok) return unwrapped;
+    // Another copy of this key (retained and live) or a newer one may have been installed meanwhile.
+    const installed = this.topicKeys.latestSerial(k.publisherId, k.topic);
+    if (installed !== undefined && k.keySerial <= installed) {
+      unwrapped.value?.fill(0);
+      return fail(k.keySerial === installed ? 'duplicate' : 'rollback');
     }
-    if (!wrap) {
+    const mek = unwrapped.value;
+    if (!mek) {
       // Authentic, and this device is not a member: messages held for this key can never open.
       this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, mek: undefined, notAfter: Number(k.notAfter) }, now);
       this.releasePending(k.publisherId, k.topic, now);
       return fail('not-for-me');
     }
-    const mek = await unwrapTopicKey(wrap, k.publisherId, k.topic, k.keySerial, (c) => this.provider.decapsulate(c));
-    if (!mek) return fail('decrypt-failed');
     this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, mek, notAfter: Number(k.notAfter) }, now);
     return ok({ publisher: k.publisherId, topic: k.topic, serial: k.keySerial, released: this.releasePending(k.publisherId, k.topic, now) });
   }
@@ -508,21 +649,39 @@ export class SecureSession {
     const env = d.value;
     const sender = this.checkSender(env, topic, now);
     if (!sender.ok) return sender;
-    const verified = this.verifySender(sender.value, env, topic);
-    if (!verified.ok) return verified;
+    const peer = sender.value;
     const key = this.topicKeys.find(env.senderId, topic, env.keySerial, now, this.limits.topicKeyGraceMs);
     if (key === 'superseded') return fail('no-key', 'the key of this message was replaced');
     if (key === 'excluded') return fail('not-for-me');
-    if (key === 'unknown') {
-      if (this.pending.length >= this.limits.maxPendingMessages) return fail('no-key', 'too many messages waiting for keys');
-      return new Promise((resolve) => this.pending.push({ topic, env, peer: sender.value, heldAt: now, resolve }));
+    if (key !== 'unknown') {
+      // With its key at hand, AES-GCM (microseconds) goes before the signature (milliseconds):
+      // only members of the topic hold the key, so forgeries from anyone else cost no
+      // post-quantum check and no verification budget (§6.4, §6.7).
+      const opened = await this.inSenderOrder(peer.deviceId, (async (): Promise<Result<Uint8Array>> => {
+        const data = this.decryptTopic(env, topic, key, now);
+        if (!data.ok) return data;
+        const verified = await this.verifySender(peer, env, topic, now);
+        return verified.ok ? data : verified;
+      })());
+      return opened.ok ? this.commit(peer, env, opened.value, topicSuite(peer)) : opened;
     }
-    return this.openWithTopicKey(sender.value, env, topic, key, now);
+    // No key yet: held from now on, released only once its signature verified (§6.4).
+    if (this.pending.length >= this.limits.maxPendingMessages) return fail('no-key', 'too many messages waiting for keys');
+    const verified = this.inSenderOrder(peer.deviceId, this.verifySender(peer, env, topic, now));
+    return new Promise((resolve) => {
+      const held: PendingMessage = { topic, env, peer, heldAt: now, verified, resolve };
+      this.pending.push(held);
+      void verified.then((v) => {
+        if (v.ok) return;
+        // A forgery does not wait for a key: out of the queue at once.
+        this.pending = this.pending.filter((p) => p !== held);
+        resolve(v);
+      });
+    });
   }
 
-  private openWithTopicKey(
-    peer: TrustedPeer, env: DecodedTopicEnvelope, topic: string, key: SubscriberTopicKey & { mek: Uint8Array }, now: number,
-  ): Result<OpenedMessage> {
+  /** AES-GCM under the (sender, topic) key of this envelope's serial (§4.5). */
+  private decryptTopic(env: DecodedTopicEnvelope, topic: string, key: SubscriberTopicKey & { mek: Uint8Array }, now: number): Result<Uint8Array> {
     if (key.notAfter > 0 && now > key.notAfter + this.limits.topicKeyGraceMs) return fail('expired', 'topic key past its schedule');
     const messageKey = topicMessageKey(key.mek, env.seq);
     let data: Uint8Array | undefined;
@@ -531,8 +690,17 @@ export class SecureSession {
     } finally {
       messageKey.fill(0);
     }
-    if (data === undefined) return fail('decrypt-failed');
-    return this.commit(peer, env, data, `topic-key/${peer.sigAlgorithm}/AES-256-GCM`);
+    return data === undefined ? fail('decrypt-failed') : ok(data);
+  }
+
+  /** A verified envelope (held or just checked) and a key lookup result: decrypt and commit. */
+  private openVerifiedTopic(
+    peer: TrustedPeer, env: DecodedTopicEnvelope, topic: string, key: ReturnType<TopicKeyCache['find']>, now: number,
+  ): Result<OpenedMessage> {
+    if (key === 'unknown' || key === 'superseded') return fail('no-key', 'the key of this message was replaced');
+    if (key === 'excluded') return fail('not-for-me');
+    const data = this.decryptTopic(env, topic, key, now);
+    return data.ok ? this.commit(peer, env, data.value, topicSuite(peer)) : data;
   }
 
   /** Resolves held messages of (publisher, topic) now that a key arrived; older serials fail. */
@@ -542,11 +710,7 @@ export class SecureSession {
       if (p.env.senderId !== publisherId || p.topic !== topic) return true;
       const key = this.topicKeys.find(publisherId, topic, p.env.keySerial, now, this.limits.topicKeyGraceMs);
       if (key === 'unknown') return true;
-      p.resolve(
-        key === 'superseded' ? fail('no-key', 'the key of this message was replaced')
-          : key === 'excluded' ? fail('not-for-me')
-          : this.openWithTopicKey(p.peer, p.env, p.topic, key, now),
-      );
+      p.resolve(p.verified.then((v) => (v.ok ? this.openVerifiedTopic(p.peer, p.env, p.topic, key, now) : v)));
       released++;
       return false;
     });
@@ -559,7 +723,7 @@ export class SecureSession {
     let expired = 0;
     this.pending = this.pending.filter((p) => {
       if (now - p.heldAt < this.limits.pendingKeyWaitMs) return true;
-      p.resolve(fail('no-key'));
+      p.resolve(p.verified.then((v) => (v.ok ? fail<OpenedMessage>('no-key') : v)));
       expired++;
       return false;
     });
@@ -703,7 +867,9 @@ export class SecureSession {
 
   private assertMayPublish(topic: string, now: number): void {
     if (!this.strict) return;
-    const cert = this.provider.certificate ? decodeCertificate(this.provider.certificate, this.limits) : undefined;
+    // Decoded once: the provider's certificate does not change (hot path of every seal).
+    this.ownCertificate ??= this.provider.certificate ? decodeCertificate(this.provider.certificate, this.limits) : undefined;
+    const cert = this.ownCertificate;
     if (!cert || !cert.ok) throw new Error('this device has no valid certificate');
     if (!roleAllowsPublish(cert.value.roles) || !matchesAny(cert.value.topics, topic)) {
       throw new Error(`this device's certificate does not allow publishing on "${topic}"`);
@@ -711,6 +877,10 @@ export class SecureSession {
     const validity = checkValidity(cert.value, now);
     if (!validity.ok) throw new Error(`this device's certificate is ${validity.reason === 'expired' ? 'expired' : 'not yet valid'}`);
   }
+}
+
+function topicSuite(peer: Pick<TrustedPeer, 'sigAlgorithm'>): string {
+  return `topic-key/${peer.sigAlgorithm}/AES-256-GCM`;
 }
 
 function hexBytes(hex: string): Uint8Array {

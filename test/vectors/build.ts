@@ -18,6 +18,8 @@ import { announcementDigest, decodeAnnouncement } from '../../lib/wire/announcem
 import { decodeCertificate } from '../../lib/wire/certificate';
 import { toHex } from '../../lib/wire/common';
 import { decodeDirectEnvelope, envelopeAad, messageDigest } from '../../lib/wire/envelope';
+import { BatchSigner, type BatchScheduler } from '../../lib/session/batch';
+import { batchLeaf, batchRootDigest, buildBatchTree } from '../../lib/session/batch-tree';
 
 export interface VectorCase {
   name: string;
@@ -32,6 +34,11 @@ export interface VectorCase {
     recipientCertificate: { roles: 'pub' | 'sub' | 'both'; topics: string[]; notBefore: number; notAfter: number; signingRandom: string };
     announcement: { issuedAt: number; signingRandom: string };
     envelope: { topic: string; data: string; seq: string; timestamp: number; encapsulationRandom: string; nonce: string; signingRandom: string };
+    /** Three direct envelopes sealed together under one batch signature (§4.7). */
+    batch: {
+      items: Array<{ topic: string; data: string; seq: string; timestamp: number; encapsulationRandom: string; nonce: string }>;
+      signingRandom: string;
+    };
   };
   outputs: {
     caPublicKey: string;
@@ -51,6 +58,16 @@ export interface VectorCase {
     aad: string;
     messageDigest: string;
     envelope: string;
+    batchMessageDigests: string;
+    batchLeaves: string;
+    batchRoot: string;
+    batchRootDigest: string;
+    batchPath0: string;
+    batchPath1: string;
+    batchPath2: string;
+    batchEnvelope0: string;
+    batchEnvelope1: string;
+    batchEnvelope2: string;
   };
 }
 
@@ -90,6 +107,17 @@ export function vectorInputs(): VectorCase['inputs'][] {
         encapsulationRandom: fixedBytes(`${name}/encaps`, 32),
         nonce: fixedBytes(`${name}/nonce`, 12),
         signingRandom: fixedBytes(`${name}/msg`, 48),
+      },
+      batch: {
+        items: ['plant/line-1/temperature', 'plant/line-2/temperature', 'plant/line-1/pressure'].map((topic, i) => ({
+          topic,
+          data: hex(new TextEncoder().encode(`{"reading":${i},"value":${20 + i}.5}`)),
+          seq: ((BigInt(t0 + day) << 20n) + 100n + BigInt(i)).toString(),
+          timestamp: t0 + day + 2000 + i,
+          encapsulationRandom: fixedBytes(`${name}/batch/${i}/encaps`, 32),
+          nonce: fixedBytes(`${name}/batch/${i}/nonce`, 12),
+        })),
+        signingRandom: fixedBytes(`${name}/batch/sig`, 48),
       },
     };
   };
@@ -146,6 +174,8 @@ export async function buildCase(name: string, inputs: VectorCase['inputs']): Pro
   if (KEM_ALGORITHMS[inputs.kemAlgorithm].cipherText !== capsule.length) throw new Error('capsule length');
 
 
+  const batch = await buildBatchVector(inputs, sender, recipient);
+
   return {
     name,
     inputs,
@@ -167,7 +197,53 @@ export async function buildCase(name: string, inputs: VectorCase['inputs']): Pro
       aad: hex(envelopeAad(e.topic, env.value.headerBytes)),
       messageDigest: hex(messageDigest(sender.deviceId, e.topic, env.value.blob)),
       envelope: hex(envelope),
+      ...batch,
     },
+  };
+}
+
+/** Never fires: the vector batch closes by size (3 of 3), not by time. */
+const NO_TIMERS: BatchScheduler = { soon: () => () => undefined, after: () => () => undefined };
+
+async function buildBatchVector(
+  inputs: VectorCase['inputs'], sender: IdentityBundle, recipient: IdentityBundle,
+): Promise<Pick<VectorCase['outputs'], `batch${string}` & keyof VectorCase['outputs']>> {
+  const backend = cryptoBackend();
+  const b = inputs.batch;
+  const signer = new BatchSigner(
+    sender.deviceId,
+    async (d) => backend.sign(inputs.sigAlgorithm, d, sender.sigSecretKey, unhex(b.signingRandom)),
+    { maxLeaves: b.items.length, maxDelayMs: 0 },
+    NO_TIMERS,
+  );
+  const digests: Uint8Array[] = [];
+  const envelopes = await Promise.all(b.items.map((item) => sealDirectEnvelope({
+    topic: item.topic,
+    data: unhex(item.data),
+    sender,
+    recipient,
+    seq: BigInt(item.seq),
+    timestamp: item.timestamp,
+    sign: () => Promise.reject(new Error('batch vectors sign through the batch signer')),
+    authenticate: (d) => {
+      digests.push(d);
+      return signer.authenticate(d);
+    },
+    random: { encapsulation: unhex(item.encapsulationRandom), nonce: unhex(item.nonce) },
+  })));
+  const tree = buildBatchTree(digests);
+  const cat = (parts: readonly Uint8Array[]): string => parts.map(hex).join('');
+  return {
+    batchMessageDigests: cat(digests),
+    batchLeaves: cat(digests.map((d, i) => batchLeaf(i, d))),
+    batchRoot: hex(tree.root),
+    batchRootDigest: hex(batchRootDigest(sender.deviceId, tree.root, digests.length)),
+    batchPath0: cat(tree.paths[0]),
+    batchPath1: cat(tree.paths[1]),
+    batchPath2: cat(tree.paths[2]),
+    batchEnvelope0: hex(envelopes[0]),
+    batchEnvelope1: hex(envelopes[1]),
+    batchEnvelope2: hex(envelopes[2]),
   };
 }
 

@@ -11,6 +11,7 @@ import { announcementDigest, decodeAnnouncement } from '../../lib/wire/announcem
 import { parseCaPublicKeyText } from '../../lib/wire/ca-key';
 import { decodeCertificate } from '../../lib/wire/certificate';
 import { decodeDirectEnvelope, messageDigest } from '../../lib/wire/envelope';
+import { batchLeaf, batchRootDigest, batchRootFromPath } from '../../lib/session/batch-tree';
 import { VECTORS_PATH, buildCase, type VectorCase } from './build';
 
 const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
@@ -97,6 +98,58 @@ describe('test vectors (docs/PROTOCOL.md §9)', function () {
           assert.ok(opened.ok, opened.ok ? '' : opened.reason);
           assert.equal(hex(opened.value.data), i.envelope.data);
           assert.equal(opened.value.seq, BigInt(i.envelope.seq));
+        });
+
+        it(`"${vector.name}" batch: each envelope verifies alone through its own path (§4.7)`, () => {
+          const o = vector.outputs;
+          const i = vector.inputs;
+          const chunks = (h: string): string[] => h.match(/.{64}/g) ?? [];
+          const digests = chunks(o.batchMessageDigests);
+          const leaves = chunks(o.batchLeaves);
+          assert.equal(digests.length, 3);
+          const envelopes = [o.batchEnvelope0, o.batchEnvelope1, o.batchEnvelope2];
+          const paths = [o.batchPath0, o.batchPath1, o.batchPath2];
+          envelopes.forEach((envHex, k) => {
+            const env = decodeDirectEnvelope(unhex(envHex));
+            assert.ok(env.ok, `batch envelope ${k}`);
+            const auth = env.value.auth;
+            assert.equal(auth.kind, 'batch');
+            if (auth.kind !== 'batch') return;
+            assert.equal(auth.leafIndex, k);
+            assert.equal(auth.leafCount, 3);
+            assert.equal(auth.path.map(hex).join(''), paths[k]);
+            const digest = messageDigest(env.value.senderId, i.batch.items[k].topic, env.value.blob);
+            assert.equal(hex(digest), digests[k]);
+            assert.equal(hex(batchLeaf(k, digest)), leaves[k]);
+            const root = batchRootFromPath(digest, auth.leafIndex, auth.leafCount, auth.path);
+            assert.ok(root);
+            assert.equal(hex(root), o.batchRoot);
+            assert.equal(hex(batchRootDigest(env.value.senderId, root, 3)), o.batchRootDigest);
+            assert.ok(backend.verify(i.sigAlgorithm, auth.signature, unhex(o.batchRootDigest), unhex(o.senderSigPublicKey)));
+            // Another topic gives another root: the signature does not cover it (I3).
+            const moved = batchRootFromPath(messageDigest(env.value.senderId, 'plant/other', env.value.blob), k, 3, auth.path);
+            assert.notEqual(hex(moved!), o.batchRoot);
+          });
+        });
+
+        it(`"${vector.name}" batch is accepted by a strict receiver, in reverse order`, async () => {
+          const i = vector.inputs;
+          const o = vector.outputs;
+          const ca = createCa({ sigAlgorithm: i.caSigAlgorithm, seed: unhex(i.caSeed) });
+          const recipient = issueCertificate(ca, createIdentity({
+            deviceId: i.recipient.deviceId, keyEpoch: i.recipient.keyEpoch, kemAlgorithm: i.kemAlgorithm,
+            sigAlgorithm: i.sigAlgorithm, seeds: { kem: unhex(i.recipient.kemSeed), sig: unhex(i.recipient.sigSeed) },
+          }), { ...i.recipientCertificate, random: unhex(i.recipientCertificate.signingRandom) });
+          const session = new SecureSession({ provider: new SoftwareProvider(recipient), caPublicKey: ca.publicKey });
+          const now = i.batch.items[2].timestamp;
+          assert.ok((await session.handleAnnouncement(`pqc/keys/${i.sender.deviceId}`, unhex(o.announcement), now)).ok);
+          for (const k of [2, 1, 0]) {
+            const opened = await session.open(i.batch.items[k].topic, unhex([o.batchEnvelope0, o.batchEnvelope1, o.batchEnvelope2][k]), now);
+            assert.ok(opened.ok, opened.ok ? '' : opened.reason);
+            assert.equal(hex(opened.value.data), i.batch.items[k].data);
+          }
+          // One signature check for the three envelopes.
+          assert.equal(session.throughputStats.verifications, 1);
         });
       }
     });

@@ -85,7 +85,7 @@ describe('wire/envelope', () => {
 
     it('an unknown authentication kind is bad-field', () => {
       const g = regionsOf('envelope', env);
-      for (const kind of [0x00, 0x02, 0x7f, 0xff]) {
+      for (const kind of [0x00, 0x03, 0x7f, 0xff]) {
         assertReason(decodeDirectEnvelope(withByte(env, g.authKind.start, kind)), 'bad-field', `auth kind ${kind}`);
       }
     });
