@@ -4,7 +4,8 @@
  * parts, lib/io/endpoint.ts runs them. Secrets live in credentials and never reach a log,
  * status or error text.
  */
-import { buildFromConfig, type ConfigSettings } from '../lib/io/config';
+import path from 'node:path';
+import { buildFromConfig, stateResetHint, type ConfigSettings, type LogLevel } from '../lib/io/config';
 import type { TlsOptions } from '../lib/io/mqtt-connection';
 import { createIdentity, identityPublicInfo, identityToJson } from '../lib/session/identity';
 import { parseKemName, parseSigName } from '../lib/crypto/algorithms';
@@ -24,9 +25,20 @@ export = function (RED: RedRuntime): void {
 
   function setUp(node: PqcConfigNode, config: PqcConfigProperties): void {
     const credentials = node.credentials ?? {};
-    node.pqc = buildFromConfig(config, { user: credentials.user, password: credentials.password, identity: credentials.identity }, {
+    const stateDir = stateDirFor(node.id);
+    const log = (level: LogLevel, message: string): void => {
+      if (level === 'error') node.error(message);
+      else if (level === 'warn') node.warn(message);
+      else node.log(message);
+    };
+    node.pqc = buildFromConfig(config, {
+      user: credentials.user, password: credentials.password, identity: credentials.identity, pkcs11Pin: credentials.pkcs11Pin,
+    }, {
       ownerId: node.id,
       tls: tlsOptionsFrom(config),
+      // Never a temporary folder: state in /tmp would vanish at reboot and reopen replays.
+      stateDir: stateDir ?? null,
+      log,
     });
     const outcome = node.pqc;
     if (!outcome.ok) {
@@ -35,6 +47,10 @@ export = function (RED: RedRuntime): void {
       node.on('close', (_removed, done) => done());
       return;
     }
+    void outcome.ready.then((state) => {
+      // The nodes using this config stay disconnected; their sends fail with this message.
+      if (!state.ok) node.error(`${state.message}; ${stateResetHint(outcome.stateDir ?? '')}`);
+    });
 
     // A reconnect loop repeats the same socket error every few seconds; log each kind once.
     let lastWarning = '';
@@ -45,7 +61,7 @@ export = function (RED: RedRuntime): void {
     outcome.connection.onStatus((state) => {
       if (state === 'connected') {
         lastWarning = '';
-        node.log(`connected to ${config.broker}:${config.port} as ${outcome.connection.clientId} (device ${outcome.identity.deviceId})`);
+        node.log(`connected to ${config.broker}:${config.port} as ${outcome.connection.clientId} (device ${outcome.identity.deviceId}, audit log ${outcome.auditMode})`);
       }
     });
     const reported = new Set<string>();
@@ -75,6 +91,18 @@ export = function (RED: RedRuntime): void {
     });
   }
 
+  /**
+   * `<userDir>/pqc-iiot/<config node id>/`: one folder per config node, never a temporary one
+   * (state in /tmp would vanish at reboot and reopen replays). Undefined without a userDir.
+   */
+  function stateDirFor(id: string): string | undefined {
+    const userDir = (RED as unknown as { settings?: { userDir?: unknown } }).settings?.userDir;
+    if (typeof userDir !== 'string' || userDir.trim() === '') return undefined;
+    // Node ids are hex with a dot; anything else is made safe for a file name.
+    const safe = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/.test(id) ? id : `id-${Buffer.from(id, 'utf8').toString('hex').slice(0, 120)}`;
+    return path.join(userDir, 'pqc-iiot', safe);
+  }
+
   function tlsOptionsFrom(config: PqcConfigProperties): TlsOptions | undefined {
     if (!(config.usetls === true || config.usetls === 'true') || !config.tls) return undefined;
     const tlsNode = RED.nodes.getNode(config.tls) as TlsConfigNode | null;
@@ -89,6 +117,7 @@ export = function (RED: RedRuntime): void {
       user: { type: 'text' },
       password: { type: 'password' },
       identity: { type: 'password' },
+      pkcs11Pin: { type: 'password' },
     },
   });
 

@@ -16,6 +16,7 @@ import {
   CliError, EXIT, displayPath, nowOf, quoteValue, readFileChecked, resolvePath, usageError, warnIfExposed,
   writeFileAtomic, writeLines, type CliIo, type Command,
 } from './common';
+import { isPkcs11IdentityJson, parsePkcs11IdentityJson, pkcs11IdentityToJson, publicBundleOf } from '../io/pkcs11/identity-file';
 
 export const CA_KEY_FILE = 'ca-key.json';
 export const CA_PUBLIC_FILE = 'ca.pub';
@@ -104,7 +105,9 @@ export const caIssue: Command = {
     const ca = loadCa(io, dir);
     const identityText = readFileChecked(io, identityPath, 'identity file').toString('utf8');
     warnIfExposed(io, identityPath, 'identity file');
-    const identity = parseOrFail(() => parseIdentityJson(identityText), io, identityPath);
+    // A PKCS#11 identity file holds the public keys and a token reference only: all a CA needs.
+    const tokenIdentity = isPkcs11IdentityJson(identityText) ? parseOrFail(() => parsePkcs11IdentityJson(identityText), io, identityPath) : undefined;
+    const identity = tokenIdentity ? publicBundleOf(tokenIdentity) : parseOrFail(() => parseIdentityJson(identityText), io, identityPath);
 
     // Backdated a little so a device whose clock runs a few minutes slow accepts it at once.
     const issuedAt = Math.floor(nowOf(io));
@@ -115,7 +118,8 @@ export const caIssue: Command = {
     const check = verifyCertificate(issued.certificate!, ca.publicKey, issuedAt);
     if (!check.ok) throw new CliError(`the issued certificate does not verify (${check.reason}); the CA files may be damaged`);
 
-    writeFileAtomic(io, identityPath, identityToJson(issued) + '\n', {
+    const updated = tokenIdentity ? pkcs11IdentityToJson({ ...tokenIdentity, certificate: issued.certificate }) : identityToJson(issued);
+    writeFileAtomic(io, identityPath, updated + '\n', {
       mode: SECRET_FILE_MODE, overwrite: true, what: 'identity file',
     });
     writeLines(io.stdout, [

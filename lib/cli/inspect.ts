@@ -14,6 +14,7 @@ import {
   parseCaPublicKeyText, parseIdentityJson, peekType, toHex, verifyCertificate, type CaPublicKey, type Reason, type Result,
 } from '../index';
 import { sha256 } from '../crypto/symmetric';
+import { PKCS11_IDENTITY_FORMAT, parsePkcs11IdentityJson, publicBundleOf } from '../io/pkcs11/identity-file';
 // Not part of the public API: the receiver's announcement decision, and the header constants.
 import { evaluateAnnouncement } from '../session/announce';
 import { EMPTY_REVOCATIONS, applyRevocation } from '../trust/revocation';
@@ -196,8 +197,10 @@ function describeJson(io: CliIo, text: string, label: string, opts: DescribeOpti
     // The parser's message may quote the input, which may hold secret keys.
     throw new CliError(`${label} is not valid JSON`);
   }
-  if (format === IDENTITY_FORMAT) {
-    const bundle = parseOrFail(() => parseIdentityJson(text), io, label);
+  // A PKCS#11 identity file: the same public parts, its secret keys are in the token.
+  const inToken = format === PKCS11_IDENTITY_FORMAT ? parseOrFail(() => parsePkcs11IdentityJson(text), io, label) : undefined;
+  if (format === IDENTITY_FORMAT || inToken) {
+    const bundle = inToken ? publicBundleOf(inToken) : parseOrFail(() => parseIdentityJson(text), io, label);
     const info = identityPublicInfo(bundle);
     const report: Report = {
       type: 'identity',
@@ -209,7 +212,9 @@ function describeJson(io: CliIo, text: string, label: string, opts: DescribeOpti
       sigAlgorithm: info.sigAlgorithm,
       kemPublicKey: renderBytes(bundle.kemPublicKey, opts.full),
       sigPublicKey: renderBytes(bundle.sigPublicKey, opts.full),
-      secretKeys: 'present (not shown); keep this file private (mode 0600)',
+      secretKeys: inToken
+        ? `none in this file: in PKCS#11 token ${JSON.stringify(inToken.pkcs11.token)}, key label ${JSON.stringify(inToken.pkcs11.keyLabel)}`
+        : 'present (not shown); keep this file private (mode 0600)',
       certificate: bundle.certificate ? describeEmbeddedCertificate(bundle.certificate, opts.full) : null,
     };
     if (opts.ca) {

@@ -4,7 +4,10 @@
  * broker events. Nothing here waits on a timer.
  */
 import type { Aedes, AedesPublishPacket } from 'aedes';
-import type { TestNode } from 'node-red-node-test-helper';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import helper, { type TestNode } from 'node-red-node-test-helper';
 import {
   caPublicKeyToText, createCa, createIdentity, identityToJson, issueCertificate,
   type CaKeyPair, type IdentityBundle, type Role,
@@ -278,3 +281,20 @@ export class BrokerWatch {
     });
   }
 }
+
+// --- durable state --------------------------------------------------------------------------------
+
+/**
+ * pqc-config stores its state under RED.settings.userDir and refuses to start without one
+ * (lib/io/config.ts); node-red-node-test-helper has none. Every test gets a fresh one, so no
+ * state leaks from one test's config node into the next one's with the same id.
+ */
+const testUserDirs: string[] = [];
+beforeEach(function () {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pqc-userdir-'));
+  testUserDirs.push(dir);
+  (helper as unknown as { settings(s: Record<string, unknown>): void }).settings({ userDir: dir });
+});
+after(function () {
+  for (const dir of testUserDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
