@@ -9,7 +9,8 @@ import path from 'node:path';
 import { auditVerify } from './audit';
 import { caInit, caIssue } from './ca';
 import { EXIT, runCommand, type CliIo, type Command } from './common';
-import { identityNew } from './identity';
+import { identityNew, identityRotate } from './identity';
+import { identityImport } from './identity-pkcs11';
 import { inspect } from './inspect';
 import { caRevoke } from './revoke';
 
@@ -22,6 +23,8 @@ const COMMANDS: ReadonlyArray<readonly [readonly string[], Command]> = [
   [['ca', 'issue'], caIssue],
   [['ca', 'revoke'], caRevoke],
   [['identity', 'new'], identityNew],
+  [['identity', 'rotate'], identityRotate],
+  [['identity', 'import'], identityImport],
   [['inspect'], inspect],
   [['audit', 'verify'], auditVerify],
 ];
