@@ -32,6 +32,10 @@ export function buildDemoFlow(opts: { brokerPort: number; provision: DemoProvisi
     replayWindow: '64',
     maxEnvelopeBytes: '1048576',
     queueLimit: '100',
+    audit: true,
+    pkcs11Module: '',
+    pkcs11Token: '',
+    pkcs11KeyLabel: '',
     credentials: { identity },
   });
   return [
