@@ -68,7 +68,9 @@ function assertFails(v: AuditVerdict, line: number, reason: AuditFailureReason, 
   assert.equal(v.entries, line - 1, `${what}: every line before the failing one verified`);
 }
 
-describe('signed audit log (I6)', () => {
+describe('signed audit log (I6)', function () {
+  // The exhaustive tamper sweeps verify a PQ signature per changed byte: seconds, not milliseconds.
+  this.timeout(180_000);
   let device: SoftwareProvider;
   let lines: string[];
   let key: AuditKey;
