@@ -17,9 +17,13 @@ import { caPublicKeyToText, encodeCaPublicKey } from '../../lib/wire/ca-key';
 import { announcementDigest, decodeAnnouncement } from '../../lib/wire/announcement';
 import { decodeCertificate } from '../../lib/wire/certificate';
 import { toHex } from '../../lib/wire/common';
-import { decodeDirectEnvelope, envelopeAad, messageDigest } from '../../lib/wire/envelope';
+import { decodeDirectEnvelope, encodeEnvelope, encodeEnvelopeBlob, envelopeAad, messageDigest } from '../../lib/wire/envelope';
 import { BatchSigner, type BatchScheduler } from '../../lib/session/batch';
 import { batchLeaf, batchRootDigest, buildBatchTree } from '../../lib/session/batch-tree';
+import { topicMessageKey, wrapTopicKey } from '../../lib/session/topic-keys';
+import { aesGcmSeal } from '../../lib/crypto/symmetric';
+import { encodeTopicKey, encodeTopicKeyBody, topicKeyDigest } from '../../lib/wire/topic-key';
+import { encodeTopicEnvelopeHeader, topicEnvelopeAad } from '../../lib/wire/topic-envelope';
 
 export interface VectorCase {
   name: string;
@@ -34,6 +38,11 @@ export interface VectorCase {
     recipientCertificate: { roles: 'pub' | 'sub' | 'both'; topics: string[]; notBefore: number; notAfter: number; signingRandom: string };
     announcement: { issuedAt: number; signingRandom: string };
     envelope: { topic: string; data: string; seq: string; timestamp: number; encapsulationRandom: string; nonce: string; signingRandom: string };
+    /** Topic mode (§2.8–2.9, §4.5): one key message for the recipient, one envelope under it. */
+    topic: {
+      topic: string; data: string; topicKey: string; keySerial: string; notAfter: number; issuedAt: number;
+      wrapEncapsulationRandom: string; keySigningRandom: string; seq: string; timestamp: number; nonce: string; signingRandom: string;
+    };
     /** Three direct envelopes sealed together under one batch signature (§4.7). */
     batch: {
       items: Array<{ topic: string; data: string; seq: string; timestamp: number; encapsulationRandom: string; nonce: string }>;
@@ -58,6 +67,13 @@ export interface VectorCase {
     aad: string;
     messageDigest: string;
     envelope: string;
+    topicKeyMessageTopic: string;
+    topicKeyDigest: string;
+    topicKeyMessage: string;
+    topicMessageKey: string;
+    topicAad: string;
+    topicMessageDigest: string;
+    topicEnvelope: string;
     batchMessageDigests: string;
     batchLeaves: string;
     batchRoot: string;
@@ -107,6 +123,20 @@ export function vectorInputs(): VectorCase['inputs'][] {
         encapsulationRandom: fixedBytes(`${name}/encaps`, 32),
         nonce: fixedBytes(`${name}/nonce`, 12),
         signingRandom: fixedBytes(`${name}/msg`, 48),
+      },
+      topic: {
+        topic: 'plant/line-1/temperature',
+        data: hex(new TextEncoder().encode('{"temp":21.0,"unit":"C"}')),
+        topicKey: fixedBytes(`${name}/topic/key`, 32),
+        keySerial: ((BigInt(t0 + day) << 20n) + 50n).toString(),
+        notAfter: 0,
+        issuedAt: t0 + day + 500,
+        wrapEncapsulationRandom: fixedBytes(`${name}/topic/wrap`, 32),
+        keySigningRandom: fixedBytes(`${name}/topic/keysig`, 48),
+        seq: ((BigInt(t0 + day) << 20n) + 51n).toString(),
+        timestamp: t0 + day + 600,
+        nonce: fixedBytes(`${name}/topic/nonce`, 12),
+        signingRandom: fixedBytes(`${name}/topic/msg`, 48),
       },
       batch: {
         items: ['plant/line-1/temperature', 'plant/line-2/temperature', 'plant/line-1/pressure'].map((topic, i) => ({
@@ -175,6 +205,7 @@ export async function buildCase(name: string, inputs: VectorCase['inputs']): Pro
 
 
   const batch = await buildBatchVector(inputs, sender, recipient);
+  const topicMode = buildTopicVector(inputs, sender, recipient);
 
   return {
     name,
@@ -197,8 +228,44 @@ export async function buildCase(name: string, inputs: VectorCase['inputs']): Pro
       aad: hex(envelopeAad(e.topic, env.value.headerBytes)),
       messageDigest: hex(messageDigest(sender.deviceId, e.topic, env.value.blob)),
       envelope: hex(envelope),
+      ...topicMode,
       ...batch,
     },
+  };
+}
+
+/** Topic mode, built from the same public functions the session uses, with fixed randomness. */
+function buildTopicVector(inputs: VectorCase['inputs'], sender: IdentityBundle, recipient: IdentityBundle) {
+  const backend = cryptoBackend();
+  const t = inputs.topic;
+  const serial = BigInt(t.keySerial);
+  const mek = unhex(t.topicKey);
+  const wrap = wrapTopicKey(mek, recipient, sender.deviceId, t.topic, serial, unhex(t.wrapEncapsulationRandom));
+  const body = encodeTopicKeyBody({
+    publisherId: sender.deviceId, publisherKeyEpoch: sender.keyEpoch, publisherKeyId: sender.keyId, sigAlgorithm: sender.sigAlgorithm,
+    topic: t.topic, keySerial: serial, notAfter: BigInt(t.notAfter), issuedAt: BigInt(t.issuedAt), wraps: [wrap],
+  });
+  const keyTopic = `pqc/topic-keys/${sender.deviceId}/${t.topic}`;
+  const keyDigest = topicKeyDigest(sender.deviceId, keyTopic, body);
+  const keyMessage = encodeTopicKey(body, backend.sign(sender.sigAlgorithm, keyDigest, sender.sigSecretKey, unhex(t.keySigningRandom)));
+  const seq = BigInt(t.seq);
+  const headerBytes = encodeTopicEnvelopeHeader({
+    senderId: sender.deviceId, senderKeyEpoch: sender.keyEpoch, senderKeyId: sender.keyId, sigAlgorithm: sender.sigAlgorithm,
+    keySerial: serial, seq, timestamp: BigInt(t.timestamp),
+  });
+  const messageKey = topicMessageKey(mek, seq);
+  const aad = topicEnvelopeAad(t.topic, headerBytes);
+  const blob = encodeEnvelopeBlob(headerBytes, unhex(t.nonce), aesGcmSeal(messageKey, unhex(t.nonce), unhex(t.data), aad));
+  const digest = messageDigest(sender.deviceId, t.topic, blob);
+  const signature = backend.sign(sender.sigAlgorithm, digest, sender.sigSecretKey, unhex(t.signingRandom));
+  return {
+    topicKeyMessageTopic: keyTopic,
+    topicKeyDigest: hex(keyDigest),
+    topicKeyMessage: hex(keyMessage),
+    topicMessageKey: hex(messageKey),
+    topicAad: hex(aad),
+    topicMessageDigest: hex(digest),
+    topicEnvelope: hex(encodeEnvelope(blob, { kind: 'signature', signature })),
   };
 }
 

@@ -11,6 +11,9 @@ import { announcementDigest, decodeAnnouncement } from '../../lib/wire/announcem
 import { parseCaPublicKeyText } from '../../lib/wire/ca-key';
 import { decodeCertificate } from '../../lib/wire/certificate';
 import { decodeDirectEnvelope, messageDigest } from '../../lib/wire/envelope';
+import { decodeTopicKey, topicKeyDigest } from '../../lib/wire/topic-key';
+import { decodeTopicEnvelope, topicEnvelopeAad } from '../../lib/wire/topic-envelope';
+import { topicMessageKey } from '../../lib/session/topic-keys';
 import { batchLeaf, batchRootDigest, batchRootFromPath } from '../../lib/session/batch-tree';
 import { VECTORS_PATH, buildCase, type VectorCase } from './build';
 
@@ -98,6 +101,33 @@ describe('test vectors (docs/PROTOCOL.md §9)', function () {
           assert.ok(opened.ok, opened.ok ? '' : opened.reason);
           assert.equal(hex(opened.value.data), i.envelope.data);
           assert.equal(opened.value.seq, BigInt(i.envelope.seq));
+
+          // Topic mode: the key message installs the topic key, then the envelope opens under it.
+          const keyed = await session.handleKeyMessage(o.topicKeyMessageTopic, unhex(o.topicKeyMessage), now);
+          assert.ok(keyed.ok, keyed.ok ? '' : keyed.reason);
+          assert.equal(keyed.value.serial, BigInt(i.topic.keySerial));
+          const topicOpened = await session.open(i.topic.topic, unhex(o.topicEnvelope), now);
+          assert.ok(topicOpened.ok, topicOpened.ok ? '' : topicOpened.reason);
+          assert.equal(hex(topicOpened.value.data), i.topic.data);
+          assert.equal(topicOpened.value.seq, BigInt(i.topic.seq));
+        });
+
+        it(`"${vector.name}" topic mode: digests and keys check independently of the builder`, () => {
+          const i = vector.inputs;
+          const o = vector.outputs;
+          const k = decodeTopicKey(unhex(o.topicKeyMessage));
+          assert.ok(k.ok);
+          assert.equal(hex(topicKeyDigest(k.value.publisherId, o.topicKeyMessageTopic, k.value.signedBytes)), o.topicKeyDigest);
+          assert.ok(backend.verify(i.sigAlgorithm, k.value.signature, unhex(o.topicKeyDigest), unhex(o.senderSigPublicKey)));
+          const e = decodeTopicEnvelope(unhex(o.topicEnvelope));
+          assert.ok(e.ok);
+          assert.equal(hex(topicMessageKey(unhex(i.topic.topicKey), e.value.seq)), o.topicMessageKey);
+          assert.equal(hex(topicEnvelopeAad(i.topic.topic, e.value.headerBytes)), o.topicAad);
+          assert.equal(hex(messageDigest(e.value.senderId, i.topic.topic, e.value.blob)), o.topicMessageDigest);
+          assert.ok(backend.verify(i.sigAlgorithm, e.value.auth.signature, unhex(o.topicMessageDigest), unhex(o.senderSigPublicKey)));
+          const plain = aesGcmOpen(unhex(o.topicMessageKey), e.value.nonce, e.value.ciphertext, unhex(o.topicAad));
+          assert.ok(plain);
+          assert.equal(hex(plain), i.topic.data);
         });
 
         it(`"${vector.name}" batch: each envelope verifies alone through its own path (§4.7)`, () => {
