@@ -43,6 +43,7 @@ export const REASONS = Object.freeze({
   // Lifecycle: revocation updates and stored state (I6, I7).
   'rollback': 'update is not newer than the one already applied, or drops revoked entries',
   'state-rollback': 'stored state is older than its generation counter says (restored copy)',
+  'provider-failed': 'this device\'s key provider failed (for example the PKCS#11 token was removed): message not opened',
   'not-stored': 'verified, but the replay state could not be saved: withheld so it cannot be accepted twice',
   'stale': 'timestamp is outside the accepted clock skew',
   'own-message': 'the message was sent by this device itself',

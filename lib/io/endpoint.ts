@@ -14,6 +14,7 @@ import { decodeTopicEnvelope } from '../wire/topic-envelope';
 import type { AnnouncementVerdict, RevocationVerdict, SecureSession } from '../session/session';
 import type { KeyStrategy } from '../session/topic-keys';
 import { publishPacketSize, type IncomingMessage, type MessageHandler, type MqttConnection, type PublishOptions, type QoS } from './mqtt-connection';
+import { ProviderError } from '../session/provider';
 
 /** The parts of MqttConnection the endpoint uses (a fake in unit tests is a few lines). */
 export type EndpointConnection = Pick<
@@ -284,7 +285,13 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
   /** Topic key messages are never flow output; a rejected one is reported like an announcement. */
   private async handleKeyMessage(message: IncomingMessage): Promise<void> {
     if (message.payload.length === 0) return;
-    const result = await this.session.handleKeyMessage(message.topic, message.payload, this.clock());
+    let result: Awaited<ReturnType<EndpointSession['handleKeyMessage']>>;
+    try {
+      result = await this.session.handleKeyMessage(message.topic, message.payload, this.clock());
+    } catch (error) {
+      this.emit('warning', `key provider failed: ${error instanceof Error ? error.message : String(error)}`);
+      return;
+    }
     if (!result.ok && !QUIET_REASONS.has(result.reason)) {
       this.emit('key-message-rejected', { topic: message.topic, reason: result.reason });
     }
@@ -314,9 +321,15 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     let result: Awaited<ReturnType<EndpointSession['open']>>;
     try {
       result = await this.session.open(message.topic, message.payload, this.clock());
-    } catch {
-      // The core must not throw on a peer's bytes; if it ever does, it is still a rejection.
-      result = { ok: false, reason: 'bad-field' };
+    } catch (error) {
+      if (error instanceof ProviderError) {
+        // Our fault, not the peer's: say so where the operator looks (no secret is in the text).
+        this.emit('warning', `key provider failed: ${error.message}`);
+        result = { ok: false, reason: 'provider-failed' };
+      } else {
+        // The core must not throw on a peer's bytes; if it ever does, it is still a rejection.
+        result = { ok: false, reason: 'bad-field' };
+      }
     }
     if (result.ok) {
       const v = result.value;

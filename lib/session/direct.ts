@@ -14,6 +14,7 @@ import type { EnvelopeAuth } from '../wire/auth';
 import {
   encodeEnvelope, encodeEnvelopeBlob, encodeEnvelopeHeader, envelopeAad, messageDigest, type DecodedEnvelope,
 } from '../wire/envelope';
+import { ProviderError } from './provider';
 
 export interface DirectSealInput {
   topic: string;
@@ -76,7 +77,9 @@ export async function openDirectCiphertext(
     // ML-KEM decapsulation never fails on a well-sized capsule (implicit rejection): a forged
     // capsule yields a pseudorandom secret, and AES-GCM authentication then fails.
     sharedSecret = await decapsulate(envelope.capsule);
-  } catch {
+  } catch (error) {
+    // Our own provider failing (token removed) is not a verdict about the message.
+    if (error instanceof ProviderError) throw error;
     return undefined;
   }
   const key = deriveMessageKey(sharedSecret);

@@ -8,6 +8,20 @@ import { offloadDecapsulate, offloadSign } from '../crypto/worker-pool';
 import { LABELS, aesGcmOpen, aesGcmSeal, hkdf, randomNonce } from '../crypto/symmetric';
 import type { IdentityBundle } from './identity';
 
+/**
+ * A failure of the local provider itself (a token removed, a module gone): the fault is ours,
+ * not the peer's, so it propagates instead of becoming a verdict about the message.
+ */
+export class ProviderError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ProviderError';
+  }
+}
+
 export interface SecurityProvider {
   readonly deviceId: string;
   readonly keyEpoch: number;

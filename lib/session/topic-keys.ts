@@ -7,6 +7,7 @@ import { AES_KEY_BYTES, type KemAlgorithm } from '../crypto/algorithms';
 import { cryptoBackend } from '../crypto/backend';
 import { LABELS, aesGcmOpen, aesGcmSeal, domainDigest, hkdf } from '../crypto/symmetric';
 import type { KeyWrap } from '../wire/topic-key';
+import { ProviderError } from './provider';
 
 /** When a publisher replaces its topic key (MasQiTT's strategies). */
 export type KeyStrategy =
@@ -134,7 +135,9 @@ export async function unwrapTopicKey(
   let sharedSecret: Uint8Array;
   try {
     sharedSecret = await decapsulate(wrap.capsule);
-  } catch {
+  } catch (error) {
+    // Our own provider failing (token removed) is not a verdict about the key message.
+    if (error instanceof ProviderError) throw error;
     return undefined;
   }
   const kek = hkdf(sharedSecret, new Uint8Array(0), KEK_INFO, AES_KEY_BYTES);

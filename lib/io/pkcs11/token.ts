@@ -13,6 +13,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type * as Pkcs11Js from 'pkcs11js';
+import { ProviderError } from '../../session/provider';
 
 type Handle = Buffer;
 type Binding = typeof Pkcs11Js;
@@ -37,12 +38,12 @@ export const PKCS11_ERROR_CODES = Object.freeze({
 export type Pkcs11ErrorCode = keyof typeof PKCS11_ERROR_CODES;
 
 /** A provider failure for the user: `code` for programs (status, tests), `message` for people. */
-export class Pkcs11ProviderError extends Error {
+export class Pkcs11ProviderError extends ProviderError {
   constructor(
-    readonly code: Pkcs11ErrorCode,
+    override readonly code: Pkcs11ErrorCode,
     message: string,
   ) {
-    super(message);
+    super(code, message);
     this.name = 'Pkcs11ProviderError';
   }
 }
