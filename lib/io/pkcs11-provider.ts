@@ -17,11 +17,11 @@
  * What this protects and what it does not: README "Provider swap (software ↔ PKCS#11)".
  */
 import { randomBytes } from 'node:crypto';
-import { KEM_ALGORITHMS, SIG_ALGORITHMS, type KemAlgorithm, type SigAlgorithm } from '../crypto/algorithms';
+import { KEM_ALGORITHMS, SIG_ALGORITHMS } from '../crypto/algorithms';
 import { constantTimeEqual } from '../crypto/symmetric';
 import { offloadDecapsulate, offloadSign } from '../crypto/worker-pool';
 import { createIdentity, type CreateIdentityOptions, type IdentityBundle } from '../session/identity';
-import type { SecurityProvider } from '../session/provider';
+import { IdentityKeys, type SecurityProvider } from '../session/provider';
 import { toHex } from '../wire/common';
 import {
   defaultKeyLabel, isValidKeyLabel, isValidTokenLabel, type KeyStorage, type Pkcs11Identity, type Pkcs11Reference, type PublicIdentity,
@@ -247,15 +247,7 @@ function nonEmpty(v: string | undefined): string | undefined {
   return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
 }
 
-export class Pkcs11Provider implements SecurityProvider {
-  readonly deviceId: string;
-  readonly keyEpoch: number;
-  readonly keyId: Uint8Array;
-  readonly kemAlgorithm: KemAlgorithm;
-  readonly sigAlgorithm: SigAlgorithm;
-  readonly kemPublicKey: Uint8Array;
-  readonly sigPublicKey: Uint8Array;
-  readonly certificate: Uint8Array | undefined;
+export class Pkcs11Provider extends IdentityKeys implements SecurityProvider {
   readonly nonExportable = true;
   readonly rollbackResistant = true;
   readonly keyStorage: KeyStorage;
@@ -275,14 +267,7 @@ export class Pkcs11Provider implements SecurityProvider {
     identity: PublicIdentity, reference: Pkcs11Reference, token: TokenSession, key: Buffer,
     secrets: { kem: Uint8Array; sig: Uint8Array }, info: { pq: PqMechanismReport; token: TokenDescription },
   ) {
-    this.deviceId = identity.deviceId;
-    this.keyEpoch = identity.keyEpoch;
-    this.keyId = identity.keyId;
-    this.kemAlgorithm = identity.kemAlgorithm;
-    this.sigAlgorithm = identity.sigAlgorithm;
-    this.kemPublicKey = identity.kemPublicKey;
-    this.sigPublicKey = identity.sigPublicKey;
-    this.certificate = identity.certificate;
+    super(identity);
     this.reference = Object.freeze({ ...reference });
     this.keyStorage = reference.keyStorage;
     this.pqMechanisms = info.pq;

@@ -58,7 +58,13 @@ export interface SecurityProvider {
 
 const SEAL_INFO = LABELS.stateSeal;
 
-export class SoftwareProvider implements SecurityProvider {
+/** The public side of an identity, which every provider exposes the same way. */
+export type ProviderIdentity = Pick<
+  SecurityProvider, 'deviceId' | 'keyEpoch' | 'keyId' | 'kemAlgorithm' | 'sigAlgorithm' | 'kemPublicKey' | 'sigPublicKey' | 'certificate'
+>;
+
+/** Holds the public side of an identity; providers extend it and add their secrets. */
+export abstract class IdentityKeys implements ProviderIdentity {
   readonly deviceId: string;
   readonly keyEpoch: number;
   readonly keyId: Uint8Array;
@@ -67,20 +73,27 @@ export class SoftwareProvider implements SecurityProvider {
   readonly kemPublicKey: Uint8Array;
   readonly sigPublicKey: Uint8Array;
   readonly certificate: Uint8Array | undefined;
+
+  protected constructor(identity: Omit<ProviderIdentity, 'certificate'> & { readonly certificate?: Uint8Array }) {
+    this.deviceId = identity.deviceId;
+    this.keyEpoch = identity.keyEpoch;
+    this.keyId = identity.keyId;
+    this.kemAlgorithm = identity.kemAlgorithm;
+    this.sigAlgorithm = identity.sigAlgorithm;
+    this.kemPublicKey = identity.kemPublicKey;
+    this.sigPublicKey = identity.sigPublicKey;
+    this.certificate = identity.certificate;
+  }
+}
+
+export class SoftwareProvider extends IdentityKeys implements SecurityProvider {
   readonly nonExportable = false;
   readonly rollbackResistant = false;
   private readonly kemSecretKey: Uint8Array;
   private readonly sigSecretKey: Uint8Array;
 
   constructor(bundle: IdentityBundle) {
-    this.deviceId = bundle.deviceId;
-    this.keyEpoch = bundle.keyEpoch;
-    this.keyId = bundle.keyId;
-    this.kemAlgorithm = bundle.kemAlgorithm;
-    this.sigAlgorithm = bundle.sigAlgorithm;
-    this.kemPublicKey = bundle.kemPublicKey;
-    this.sigPublicKey = bundle.sigPublicKey;
-    this.certificate = bundle.certificate;
+    super(bundle);
     // Own copies, so close() can wipe them without touching the caller's bundle.
     this.kemSecretKey = Uint8Array.from(bundle.kemSecretKey);
     this.sigSecretKey = Uint8Array.from(bundle.sigSecretKey);
