@@ -18,18 +18,23 @@ import { isValidDeviceId } from '../wire/fields';
 export const IDENTITY_FORMAT = 'pqc-iiot-identity/1';
 export const CA_FORMAT = 'pqc-iiot-ca/1';
 
-export interface IdentityBundle {
+/** The public side of an identity: what peers see, and all a hardware-backed file holds. */
+export interface PublicIdentity {
   readonly deviceId: string;
   readonly keyEpoch: number;
   readonly kemAlgorithm: KemAlgorithm;
   readonly sigAlgorithm: SigAlgorithm;
   readonly kemPublicKey: Uint8Array;
-  readonly kemSecretKey: Uint8Array;
   readonly sigPublicKey: Uint8Array;
-  readonly sigSecretKey: Uint8Array;
   readonly keyId: Uint8Array;
   /** CA-issued certificate (wire bytes), absent until `issueCertificate`. */
   readonly certificate?: Uint8Array;
+}
+
+/** A software identity: the public side plus both secret keys. */
+export interface IdentityBundle extends PublicIdentity {
+  readonly kemSecretKey: Uint8Array;
+  readonly sigSecretKey: Uint8Array;
 }
 
 export interface CaKeyPair {

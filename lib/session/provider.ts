@@ -6,7 +6,7 @@
 import type { KemAlgorithm, SigAlgorithm } from '../crypto/algorithms';
 import { offloadDecapsulate, offloadSign } from '../crypto/worker-pool';
 import { LABELS, aesGcmOpen, aesGcmSeal, hkdf, randomNonce } from '../crypto/symmetric';
-import type { IdentityBundle } from './identity';
+import type { IdentityBundle, PublicIdentity } from './identity';
 
 /**
  * A failure of the local provider itself (a token removed, a module gone): the fault is ours,
@@ -74,7 +74,7 @@ export abstract class IdentityKeys implements ProviderIdentity {
   readonly sigPublicKey: Uint8Array;
   readonly certificate: Uint8Array | undefined;
 
-  protected constructor(identity: Omit<ProviderIdentity, 'certificate'> & { readonly certificate?: Uint8Array }) {
+  protected constructor(identity: PublicIdentity) {
     this.deviceId = identity.deviceId;
     this.keyEpoch = identity.keyEpoch;
     this.keyId = identity.keyId;

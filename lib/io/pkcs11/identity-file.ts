@@ -8,10 +8,10 @@
  *     "sigAlgorithm", "kemPublicKey", "sigPublicKey", "certificate": base64 | null,
  *     "pkcs11": { "module", "token", "keyLabel", "keyStorage": "wrapped-aes-256-gcm" } }
  */
-import { KEM_ALGORITHMS, SIG_ALGORITHMS, isKemAlgorithm, isSigAlgorithm, type KemAlgorithm, type SigAlgorithm } from '../../crypto/algorithms';
+import { KEM_ALGORITHMS, SIG_ALGORITHMS, isKemAlgorithm, isSigAlgorithm } from '../../crypto/algorithms';
 import { decodeCertificate } from '../../wire/certificate';
 import { deriveKeyId, toHex } from '../../wire/common';
-import type { IdentityBundle } from '../../session/identity';
+import type { IdentityBundle, PublicIdentity } from '../../session/identity';
 import { isValidDeviceId } from '../../wire/fields';
 
 export const PKCS11_IDENTITY_FORMAT = 'pqc-iiot-identity-pkcs11/1';
@@ -34,16 +34,7 @@ export interface Pkcs11Reference {
   readonly keyStorage: KeyStorage;
 }
 
-export interface PublicIdentity {
-  readonly deviceId: string;
-  readonly keyEpoch: number;
-  readonly keyId: Uint8Array;
-  readonly kemAlgorithm: KemAlgorithm;
-  readonly sigAlgorithm: SigAlgorithm;
-  readonly kemPublicKey: Uint8Array;
-  readonly sigPublicKey: Uint8Array;
-  readonly certificate?: Uint8Array;
-}
+export type { PublicIdentity };
 
 export interface Pkcs11Identity extends PublicIdentity {
   readonly pkcs11: Pkcs11Reference;
