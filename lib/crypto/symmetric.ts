@@ -3,7 +3,8 @@
  * safe): SHA-256, HKDF-SHA256, AES-256-GCM, and the domain-separated digest every signature
  * covers. docs/PROTOCOL.md §3–4.
  */
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import * as nodeCrypto from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { AES_KEY_BYTES, GCM_NONCE_BYTES, GCM_TAG_BYTES } from './algorithms';
 
 /** Every label the protocol signs or derives under; one place so none is reused by accident. */
@@ -30,30 +31,58 @@ export const LABELS = Object.freeze({
 
 export type Label = (typeof LABELS)[keyof typeof LABELS];
 
+/** One-shot SHA-256 (node:crypto `hash`, Node ≥ 20.12): no Hash object per call. */
+const oneShotSha256: ((data: Uint8Array) => Buffer) | undefined =
+  typeof (nodeCrypto as { hash?: unknown }).hash === 'function'
+    ? (data) => (nodeCrypto as unknown as { hash(alg: string, data: Uint8Array, enc: 'buffer'): Buffer }).hash('sha256', data, 'buffer')
+    : undefined;
+
+/** A plain Uint8Array over a Buffer's bytes, without copying them. */
+function view(b: Buffer): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.length);
+}
+
+function sha256Of(data: Uint8Array): Uint8Array {
+  return view(oneShotSha256 ? oneShotSha256(data) : createHash('sha256').update(data).digest());
+}
+
 export function sha256(...parts: Uint8Array[]): Uint8Array {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
+  return sha256Of(parts.length === 1 ? parts[0] : Buffer.concat(parts));
+}
+
+/** The framed label prefix `u16 len(label) ‖ label` of each label, built once. */
+const labelPrefixes = new Map<string, Buffer>();
+function labelPrefix(label: Label): Buffer {
+  let prefix = labelPrefixes.get(label);
+  if (!prefix) {
+    const l = Buffer.from(label, 'ascii');
+    prefix = Buffer.alloc(2 + l.length);
+    prefix.writeUInt16BE(l.length, 0);
+    l.copy(prefix, 2);
+    labelPrefixes.set(label, prefix);
+  }
+  return prefix;
 }
 
 /**
  * SHA-256 over a domain label and length-framed parts:
  *   u16 len(label) ‖ label ‖ for each part: u32 len(part) ‖ part
- * Framing makes the split between fields unambiguous (no "ab"+"c" = "a"+"bc").
+ * Framing makes the split between fields unambiguous (no "ab"+"c" = "a"+"bc"). The framed bytes
+ * are laid out in one buffer and hashed in one call: this runs several times per message.
  */
 export function domainDigest(label: Label, parts: readonly Uint8Array[]): Uint8Array {
-  const h = createHash('sha256');
-  const l = Buffer.from(label, 'ascii');
-  const len = Buffer.alloc(4);
-  len.writeUInt16BE(l.length, 0);
-  h.update(len.subarray(0, 2));
-  h.update(l);
+  const prefix = labelPrefix(label);
+  let size = prefix.length;
+  for (const p of parts) size += 4 + p.length;
+  const framed = Buffer.allocUnsafe(size);
+  prefix.copy(framed, 0);
+  let at = prefix.length;
   for (const p of parts) {
-    len.writeUInt32BE(p.length, 0);
-    h.update(len);
-    h.update(p);
+    framed.writeUInt32BE(p.length, at);
+    framed.set(p, at + 4);
+    at += 4 + p.length;
   }
-  return new Uint8Array(h.digest());
+  return sha256Of(framed);
 }
 
 export function hkdf(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
@@ -64,31 +93,55 @@ export function randomKey(): Uint8Array {
   return new Uint8Array(randomBytes(AES_KEY_BYTES));
 }
 
+/** Random nonces are drawn from a pool filled in one call, not one system call per message. */
+const NONCES_PER_FILL = 256;
+let noncePool = Buffer.alloc(0);
+let nonceAt = 0;
+
 export function randomNonce(): Uint8Array {
-  return new Uint8Array(randomBytes(GCM_NONCE_BYTES));
+  if (nonceAt + GCM_NONCE_BYTES > noncePool.length) {
+    noncePool = randomBytes(GCM_NONCE_BYTES * NONCES_PER_FILL);
+    nonceAt = 0;
+  }
+  // A copy: the caller may keep or wipe it, and each pool byte is handed out once.
+  const nonce = new Uint8Array(noncePool.subarray(nonceAt, nonceAt + GCM_NONCE_BYTES));
+  nonceAt += GCM_NONCE_BYTES;
+  return nonce;
+}
+
+/** An AES-256 key prepared once for many messages (a topic key): cheaper ciphers per message. */
+export type AesKey = Uint8Array | KeyObject;
+
+export function prepareAesKey(key: Uint8Array): KeyObject {
+  if (key.length !== AES_KEY_BYTES) throw new RangeError('AES-256-GCM key must be 32 bytes');
+  return createSecretKey(key);
+}
+
+function aesKeyLength(key: AesKey): number {
+  return key instanceof Uint8Array ? key.length : (key.symmetricKeySize ?? 0);
 }
 
 /** AES-256-GCM; returns ciphertext ‖ 16-byte tag. */
-export function aesGcmSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-  if (key.length !== AES_KEY_BYTES) throw new RangeError('AES-256-GCM key must be 32 bytes');
+export function aesGcmSeal(key: AesKey, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
+  if (aesKeyLength(key) !== AES_KEY_BYTES) throw new RangeError('AES-256-GCM key must be 32 bytes');
   if (nonce.length !== GCM_NONCE_BYTES) throw new RangeError('GCM nonce must be 12 bytes');
   const c = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: GCM_TAG_BYTES });
   c.setAAD(aad);
   const body = c.update(plaintext);
   c.final();
-  return new Uint8Array(Buffer.concat([body, c.getAuthTag()]));
+  return view(Buffer.concat([body, c.getAuthTag()]));
 }
 
 /** Opens ciphertext ‖ tag; undefined when authentication fails (never throws on peer bytes). */
-export function aesGcmOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | undefined {
-  if (sealed.length < GCM_TAG_BYTES || nonce.length !== GCM_NONCE_BYTES || key.length !== AES_KEY_BYTES) return undefined;
+export function aesGcmOpen(key: AesKey, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | undefined {
+  if (sealed.length < GCM_TAG_BYTES || nonce.length !== GCM_NONCE_BYTES || aesKeyLength(key) !== AES_KEY_BYTES) return undefined;
   try {
     const d = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: GCM_TAG_BYTES });
     d.setAAD(aad);
     d.setAuthTag(sealed.subarray(sealed.length - GCM_TAG_BYTES));
     const body = d.update(sealed.subarray(0, sealed.length - GCM_TAG_BYTES));
     d.final();
-    return new Uint8Array(body);
+    return view(body);
   } catch {
     return undefined;
   }

@@ -3,6 +3,7 @@
  * bytes and the current time, and returns verdicts and bytes to publish. It never reads a
  * clock, a file or the network. docs/PROTOCOL.md §4–6.
  */
+import type { KeyObject } from 'node:crypto';
 import { offloadVerify } from '../crypto/worker-pool';
 import { aesGcmOpen, aesGcmSeal, bytesEqual, randomKey, randomNonce } from '../crypto/symmetric';
 import { resolveLimits, type Limits } from '../limits';
@@ -25,7 +26,7 @@ import { peekType } from '../wire/header';
 import { decodeTopicEnvelope, encodeTopicEnvelopeHeader, topicEnvelopeAad, type DecodedTopicEnvelope } from '../wire/topic-envelope';
 import { decodeTopicKey, encodeTopicKey, encodeTopicKeyBody, topicKeyDigest } from '../wire/topic-key';
 import {
-  DEFAULT_KEY_STRATEGY, TopicKeyCache, checkStrategy, needsRotation, scheduleEnd, topicMessageKey, unwrapTopicKey, wrapTopicKey,
+  DEFAULT_KEY_STRATEGY, TopicKeyCache, checkStrategy, needsRotation, scheduleEnd, topicDataKey, unwrapTopicKey, wrapTopicKey,
   type KeyStrategy, type PublisherTopicKey, type SubscriberTopicKey,
 } from './topic-keys';
 import { isValidDeviceId } from '../wire/fields';
@@ -523,7 +524,6 @@ export class SecureSession {
     let key = this.publisherKeys.get(topic);
     let keyMessage: SealedTopicMessage['keyMessage'];
     if (!key || needsRotation(key, strategy, new Set(members.keys()), now, data.length)) {
-      key?.mek.fill(0);
       const serial = this.takeSequence(now);
       const mek = randomKey();
       const notAfter = strategy.kind === 'schedule' ? scheduleEnd(strategy, now) : 0;
@@ -544,7 +544,8 @@ export class SecureSession {
       if (payload.length > this.limits.maxKeyMessageBytes) {
         throw new Error(`key message of ${payload.length} bytes for ${members.size} subscribers exceeds the limit of ${this.limits.maxKeyMessageBytes}`);
       }
-      key = { serial, mek, createdAt: now, notAfter, members: new Set(members.keys()), packets: 0, bytes: 0 };
+      key = { serial, dataKey: topicDataKey(mek), createdAt: now, notAfter, members: new Set(members.keys()), packets: 0, bytes: 0 };
+      mek.fill(0);
       this.publisherKeys.set(topic, key);
       keyMessage = { topic: keyTopic, payload, serial, recipients: [...members.values()].map((m) => m.deviceId) };
     }
@@ -558,14 +559,8 @@ export class SecureSession {
       seq,
       timestamp: BigInt(now),
     });
-    const messageKey = topicMessageKey(key.mek, seq);
     const nonce = randomNonce();
-    let blob: Uint8Array;
-    try {
-      blob = encodeEnvelopeBlob(headerBytes, nonce, aesGcmSeal(messageKey, nonce, data, topicEnvelopeAad(topic, headerBytes)));
-    } finally {
-      messageKey.fill(0);
-    }
+    const blob = encodeEnvelopeBlob(headerBytes, nonce, aesGcmSeal(key.dataKey, nonce, data, topicEnvelopeAad(topic, headerBytes)));
     key.packets++;
     key.bytes += data.length;
     return keyMessage ? { blob, keyMessage, keySerial: key.serial } : { blob, keySerial: key.serial };
@@ -635,11 +630,13 @@ export class SecureSession {
     const mek = unwrapped.value;
     if (!mek) {
       // Authentic, and this device is not a member: messages held for this key can never open.
-      this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, mek: undefined, notAfter: Number(k.notAfter) }, now);
+      this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, dataKey: undefined, notAfter: Number(k.notAfter) }, now);
       this.releasePending(k.publisherId, k.topic, now);
       return fail('not-for-me');
     }
-    this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, mek, notAfter: Number(k.notAfter) }, now);
+    const dataKey = topicDataKey(mek);
+    mek.fill(0);
+    this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, dataKey, notAfter: Number(k.notAfter) }, now);
     return ok({ publisher: k.publisherId, topic: k.topic, serial: k.keySerial, released: this.releasePending(k.publisherId, k.topic, now) });
   }
 
@@ -681,15 +678,9 @@ export class SecureSession {
   }
 
   /** AES-GCM under the (sender, topic) key of this envelope's serial (§4.5). */
-  private decryptTopic(env: DecodedTopicEnvelope, topic: string, key: SubscriberTopicKey & { mek: Uint8Array }, now: number): Result<Uint8Array> {
+  private decryptTopic(env: DecodedTopicEnvelope, topic: string, key: SubscriberTopicKey & { dataKey: KeyObject }, now: number): Result<Uint8Array> {
     if (key.notAfter > 0 && now > key.notAfter + this.limits.topicKeyGraceMs) return fail('expired', 'topic key past its schedule');
-    const messageKey = topicMessageKey(key.mek, env.seq);
-    let data: Uint8Array | undefined;
-    try {
-      data = aesGcmOpen(messageKey, env.nonce, env.ciphertext, topicEnvelopeAad(topic, env.headerBytes));
-    } finally {
-      messageKey.fill(0);
-    }
+    const data = aesGcmOpen(key.dataKey, env.nonce, env.ciphertext, topicEnvelopeAad(topic, env.headerBytes));
     return data === undefined ? fail('decrypt-failed') : ok(data);
   }
 

@@ -5,7 +5,8 @@
  */
 import { AES_KEY_BYTES, type KemAlgorithm } from '../crypto/algorithms';
 import { cryptoBackend } from '../crypto/backend';
-import { LABELS, aesGcmOpen, aesGcmSeal, domainDigest, hkdf } from '../crypto/symmetric';
+import type { KeyObject } from 'node:crypto';
+import { LABELS, aesGcmOpen, aesGcmSeal, domainDigest, hkdf, prepareAesKey } from '../crypto/symmetric';
 import type { KeyWrap } from '../wire/topic-key';
 import { ProviderError } from './provider';
 
@@ -47,7 +48,8 @@ export function checkStrategy(s: KeyStrategy): KeyStrategy {
 
 export interface PublisherTopicKey {
   readonly serial: bigint;
-  readonly mek: Uint8Array;
+  /** The data key of this topic key (§4.5), derived once. */
+  readonly dataKey: KeyObject;
   readonly createdAt: number;
   readonly notAfter: number;
   /** "device/keyid" of every subscriber the key was wrapped for. */
@@ -149,15 +151,29 @@ export async function unwrapTopicKey(
   }
 }
 
-/** Per-message key: HKDF-SHA256(MEK, salt = u64 seq, info = "pqc-iiot:topic-data:v1"). */
-export function topicMessageKey(mek: Uint8Array, seq: bigint): Uint8Array {
-  return hkdf(mek, u64Bytes(seq), DATA_INFO, AES_KEY_BYTES);
+/**
+ * The data key of a topic key: HKDF-SHA256(K, salt = empty, info = "pqc-iiot:topic-data:v1").
+ * Derived once per key, not per message: each message has its own random nonce, and a key
+ * carries at most MAX_PACKETS_PER_KEY messages.
+ */
+export function deriveTopicDataKey(mek: Uint8Array): Uint8Array {
+  return hkdf(mek, new Uint8Array(0), DATA_INFO, AES_KEY_BYTES);
+}
+
+/** The data key ready for AES-GCM; the raw bytes are wiped once the key object holds them. */
+export function topicDataKey(mek: Uint8Array): KeyObject {
+  const raw = deriveTopicDataKey(mek);
+  try {
+    return prepareAesKey(raw);
+  } finally {
+    raw.fill(0);
+  }
 }
 
 export interface SubscriberTopicKey {
   readonly serial: bigint;
-  /** Undefined when the authentic key message holds no wrap for this device (not a member). */
-  readonly mek: Uint8Array | undefined;
+  /** The data key (§4.5); undefined when the authentic key message holds no wrap for this device (not a member). */
+  readonly dataKey: KeyObject | undefined;
   readonly notAfter: number;
   /** When a newer key replaced this one (it still opens messages for the grace period). */
   supersededAt?: number;
@@ -195,7 +211,6 @@ export class TopicKeyCache {
       const oldest = this.entries.keys().next().value;
       if (oldest !== undefined) this.wipe(oldest);
     }
-    old?.previous?.mek?.fill(0);
     this.entries.set(id, { current: key, previous: old?.current });
   }
 
@@ -205,14 +220,14 @@ export class TopicKeyCache {
    */
   find(
     publisherId: string, topic: string, serial: bigint, now: number, graceMs: number,
-  ): (SubscriberTopicKey & { mek: Uint8Array }) | 'unknown' | 'superseded' | 'excluded' {
+  ): (SubscriberTopicKey & { dataKey: KeyObject }) | 'unknown' | 'superseded' | 'excluded' {
     const e = this.entries.get(TopicKeyCache.id(publisherId, topic));
     if (!e || serial > e.current.serial) return 'unknown';
     const key = serial === e.current.serial ? e.current
       : e.previous && serial === e.previous.serial && now - (e.previous.supersededAt ?? now) <= graceMs ? e.previous
       : undefined;
     if (!key) return 'superseded';
-    return key.mek ? (key as SubscriberTopicKey & { mek: Uint8Array }) : 'excluded';
+    return key.dataKey ? (key as SubscriberTopicKey & { dataKey: KeyObject }) : 'excluded';
   }
 
   /** Drops every key of a publisher (revoked or untrusted). */
@@ -220,10 +235,8 @@ export class TopicKeyCache {
     for (const id of [...this.entries.keys()]) if (id.startsWith(`${publisherId}\u0000`)) this.wipe(id);
   }
 
+  /** Key objects keep their bytes in native memory until collected: dropping them is all we can do. */
   private wipe(id: string): void {
-    const e = this.entries.get(id);
-    e?.current.mek?.fill(0);
-    e?.previous?.mek?.fill(0);
     this.entries.delete(id);
   }
 }

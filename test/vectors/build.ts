@@ -20,7 +20,7 @@ import { toHex } from '../../lib/wire/common';
 import { decodeDirectEnvelope, encodeEnvelope, encodeEnvelopeBlob, envelopeAad, messageDigest } from '../../lib/wire/envelope';
 import { BatchSigner, type BatchScheduler } from '../../lib/session/batch';
 import { batchLeaf, batchRootDigest, buildBatchTree } from '../../lib/session/batch-tree';
-import { topicMessageKey, wrapTopicKey } from '../../lib/session/topic-keys';
+import { deriveTopicDataKey, wrapTopicKey } from '../../lib/session/topic-keys';
 import { aesGcmSeal } from '../../lib/crypto/symmetric';
 import { encodeTopicKey, encodeTopicKeyBody, topicKeyDigest } from '../../lib/wire/topic-key';
 import { encodeTopicEnvelopeHeader, topicEnvelopeAad } from '../../lib/wire/topic-envelope';
@@ -70,7 +70,7 @@ export interface VectorCase {
     topicKeyMessageTopic: string;
     topicKeyDigest: string;
     topicKeyMessage: string;
-    topicMessageKey: string;
+    topicDataKey: string;
     topicAad: string;
     topicMessageDigest: string;
     topicEnvelope: string;
@@ -253,16 +253,16 @@ function buildTopicVector(inputs: VectorCase['inputs'], sender: IdentityBundle, 
     senderId: sender.deviceId, senderKeyEpoch: sender.keyEpoch, senderKeyId: sender.keyId, sigAlgorithm: sender.sigAlgorithm,
     keySerial: serial, seq, timestamp: BigInt(t.timestamp),
   });
-  const messageKey = topicMessageKey(mek, seq);
+  const dataKey = deriveTopicDataKey(mek);
   const aad = topicEnvelopeAad(t.topic, headerBytes);
-  const blob = encodeEnvelopeBlob(headerBytes, unhex(t.nonce), aesGcmSeal(messageKey, unhex(t.nonce), unhex(t.data), aad));
+  const blob = encodeEnvelopeBlob(headerBytes, unhex(t.nonce), aesGcmSeal(dataKey, unhex(t.nonce), unhex(t.data), aad));
   const digest = messageDigest(sender.deviceId, t.topic, blob);
   const signature = backend.sign(sender.sigAlgorithm, digest, sender.sigSecretKey, unhex(t.signingRandom));
   return {
     topicKeyMessageTopic: keyTopic,
     topicKeyDigest: hex(keyDigest),
     topicKeyMessage: hex(keyMessage),
-    topicMessageKey: hex(messageKey),
+    topicDataKey: hex(dataKey),
     topicAad: hex(aad),
     topicMessageDigest: hex(digest),
     topicEnvelope: hex(encodeEnvelope(blob, { kind: 'signature', signature })),

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
+import { hkdfSync } from 'node:crypto';
 import { cryptoBackend, nobleBackend, useCryptoBackend, type CryptoBackend } from '../../lib/crypto/backend';
 import { nativeBackend } from '../../lib/crypto/native';
 import { aesGcmOpen } from '../../lib/crypto/symmetric';
@@ -13,7 +14,6 @@ import { decodeCertificate } from '../../lib/wire/certificate';
 import { decodeDirectEnvelope, messageDigest } from '../../lib/wire/envelope';
 import { decodeTopicKey, topicKeyDigest } from '../../lib/wire/topic-key';
 import { decodeTopicEnvelope, topicEnvelopeAad } from '../../lib/wire/topic-envelope';
-import { topicMessageKey } from '../../lib/session/topic-keys';
 import { batchLeaf, batchRootDigest, batchRootFromPath } from '../../lib/session/batch-tree';
 import { VECTORS_PATH, buildCase, type VectorCase } from './build';
 
@@ -121,11 +121,13 @@ describe('test vectors (docs/PROTOCOL.md §9)', function () {
           assert.ok(backend.verify(i.sigAlgorithm, k.value.signature, unhex(o.topicKeyDigest), unhex(o.senderSigPublicKey)));
           const e = decodeTopicEnvelope(unhex(o.topicEnvelope));
           assert.ok(e.ok);
-          assert.equal(hex(topicMessageKey(unhex(i.topic.topicKey), e.value.seq)), o.topicMessageKey);
+          // The data key straight from node:crypto's HKDF, not through the library (§4.5).
+          const dataKey = new Uint8Array(hkdfSync('sha256', unhex(i.topic.topicKey), new Uint8Array(0), 'pqc-iiot:topic-data:v1', 32));
+          assert.equal(hex(dataKey), o.topicDataKey);
           assert.equal(hex(topicEnvelopeAad(i.topic.topic, e.value.headerBytes)), o.topicAad);
           assert.equal(hex(messageDigest(e.value.senderId, i.topic.topic, e.value.blob)), o.topicMessageDigest);
           assert.ok(backend.verify(i.sigAlgorithm, e.value.auth.signature, unhex(o.topicMessageDigest), unhex(o.senderSigPublicKey)));
-          const plain = aesGcmOpen(unhex(o.topicMessageKey), e.value.nonce, e.value.ciphertext, unhex(o.topicAad));
+          const plain = aesGcmOpen(unhex(o.topicDataKey), e.value.nonce, e.value.ciphertext, unhex(o.topicAad));
           assert.ok(plain);
           assert.equal(hex(plain), i.topic.data);
         });
