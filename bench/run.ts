@@ -39,6 +39,9 @@ const started = Date.now();
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 /** Messages in flight at once in the throughput runs (sent, not yet received). */
 const WINDOW = Number(process.argv.find((a) => a.startsWith('--window='))?.slice('--window='.length) ?? 256);
+/** Most envelopes under one batch signature (default: the session's default). */
+const LEAVES_ARG = process.argv.find((a) => a.startsWith('--leaves='))?.slice('--leaves='.length);
+const BATCH = LEAVES_ARG ? { maxLeaves: Number(LEAVES_ARG) } : undefined;
 
 // --- results -----------------------------------------------------------------------------------
 
@@ -457,12 +460,12 @@ async function main(): Promise<void> {
     for (const [name, p, batch] of [
       ['plain', PIPELINES.plain, true], ['direct', PIPELINES.direct, true], ['topic (batched)', PIPELINES.topic, true], ['topic (one signature each)', PIPELINES.topic, false],
     ] as const) {
-      sender.setBatching(batch ? undefined : false);
+      sender.setBatching(batch ? BATCH : false);
       const s = await sniffSizes(broker.url, bench, p);
       sizes[name] = { payload: s.payload, packet: s.packet };
       if (p.name === 'topic' && s.sample) template = s.sample;
     }
-    sender.setBatching(undefined);
+    sender.setBatching(BATCH);
 
     const scenarios: ScenarioResult[] = [];
     const pqcRun = { maxMessages: 30_000, maxSeconds: 6, window: WINDOW };
@@ -476,12 +479,12 @@ async function main(): Promise<void> {
     ];
     for (const [label, p, batch, offload] of runs) {
       if (ONLY && !label.includes(ONLY)) continue;
-      sender.setBatching(batch ? undefined : false);
+      sender.setBatching(batch ? BATCH : false);
       setCryptoOffload(offload);
       scenarios.push(await bench.throughput(p, label, pqcRun));
       setCryptoOffload('auto');
     }
-    sender.setBatching(undefined);
+    sender.setBatching(BATCH);
     const plain = scenarios[0];
     for (const s of scenarios) {
       s.ratioToPlain = round(s.msgsPerSec / plain.msgsPerSec);
