@@ -14,7 +14,7 @@
  * be presented as a leaf (a shortened path fails), and the leaf binds its own index.
  */
 import { LABELS, domainDigest } from '../crypto/symmetric';
-import { MAX_BATCH_LEAVES, batchPathLength, largestPowerOfTwoBelow } from '../wire/auth';
+import { MAX_BATCH_LEAVES, largestPowerOfTwoBelow } from '../wire/auth';
 
 export function batchLeaf(index: number, messageDigest: Uint8Array): Uint8Array {
   return domainDigest(LABELS.batchLeaf, [Uint8Array.of(index), messageDigest]);
@@ -53,21 +53,92 @@ export function buildBatchTree(messageDigests: readonly Uint8Array[]): BatchTree
   return { root: build(0, n), paths };
 }
 
+/** A subtree of the batch tree, as its leaf range [lo, hi): one number, lo × 256 + hi. */
+export type NodeRange = number;
+
+const rangeOf = (lo: number, hi: number): NodeRange => lo * 256 + hi;
+
+/**
+ * Ranges along the path of leaf `index` of `count`, bottom-up: own[j] is the subtree the climb
+ * holds before step j (own[0] the leaf), sibling[j] the one path[j] stands for. Undefined for a
+ * misfit index/count.
+ */
+function pathRanges(index: number, count: number): { own: NodeRange[]; sibling: NodeRange[] } | undefined {
+  if (!Number.isInteger(count) || count < 1 || count > MAX_BATCH_LEAVES) return undefined;
+  if (!Number.isInteger(index) || index < 0 || index >= count) return undefined;
+  const own: NodeRange[] = [];
+  const sibling: NodeRange[] = [];
+  let lo = 0;
+  let hi = count;
+  while (hi - lo > 1) {
+    const k = largestPowerOfTwoBelow(hi - lo);
+    if (index < lo + k) {
+      sibling.push(rangeOf(lo + k, hi));
+      hi = lo + k;
+    } else {
+      sibling.push(rangeOf(lo, lo + k));
+      lo += k;
+    }
+    own.push(rangeOf(lo, hi));
+  }
+  return { own: own.reverse(), sibling: sibling.reverse() };
+}
+
+export interface BatchClimb {
+  /** The root this leaf and path lead to; undefined when the climb met the known tree first. */
+  root: Uint8Array | undefined;
+  /** Every node the climb computed or was given on its way, by range (the root not included). */
+  nodes: Array<[NodeRange, Uint8Array]>;
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(a, b) === 0;
+
+/**
+ * Climbs from leaf `index` of `count` with this message digest and path to the root. With
+ * `known` (the nodes of a tree whose root signature already verified, by range), the climb stops
+ * as soon as its own node equals the known node of that range and every remaining path hash
+ * equals the known node of its range: from there it would recompute exactly the known nodes up
+ * to the known root, so `root` is undefined: the known tree's verdict applies, without the hashes.
+ * Undefined when index, count and path length do not fit together (the decoder refuses those).
+ */
+export function climbBatchPath(
+  messageDigest: Uint8Array, index: number, count: number, path: readonly Uint8Array[], known?: ReadonlyMap<NodeRange, Uint8Array>,
+): BatchClimb | undefined {
+  const ranges = pathRanges(index, count);
+  if (!ranges || path.length !== ranges.sibling.length) return undefined;
+  const n = path.length;
+  // suffixKnown[j]: path[j..n) are all the known nodes of their ranges.
+  const suffixKnown: boolean[] = new Array<boolean>(n + 1).fill(false);
+  if (known) {
+    suffixKnown[n] = true;
+    for (let j = n - 1; j >= 0; j--) {
+      const k = known.get(ranges.sibling[j]);
+      suffixKnown[j] = suffixKnown[j + 1] && k !== undefined && sameBytes(k, path[j]);
+      if (!suffixKnown[j]) break;
+    }
+  }
+  const nodes: Array<[NodeRange, Uint8Array]> = [];
+  let node = batchLeaf(index, messageDigest);
+  let own = rangeOf(index, index + 1);
+  for (let j = 0; j <= n; j++) {
+    if (known && suffixKnown[j]) {
+      const k = known.get(own);
+      if (k !== undefined && sameBytes(k, node)) return { root: undefined, nodes };
+    }
+    if (j === n) break;
+    nodes.push([own, node], [ranges.sibling[j], path[j]]);
+    const sibling = ranges.sibling[j];
+    // The sibling's range tells the side: it lies left of the climb when it starts lower.
+    node = Math.floor(sibling / 256) < Math.floor(own / 256) ? batchNode(path[j], node) : batchNode(node, path[j]);
+    own = j + 1 < n ? ranges.own[j + 1] : rangeOf(0, count);
+  }
+  return { root: node, nodes };
+}
+
 /**
  * The root that leaf `index` of `count` with this message digest and path leads to; undefined
  * when the index, count or path length do not fit together (the decoder already refuses those).
  */
 export function batchRootFromPath(messageDigest: Uint8Array, index: number, count: number, path: readonly Uint8Array[]): Uint8Array | undefined {
-  if (!Number.isInteger(count) || count < 1 || count > MAX_BATCH_LEAVES) return undefined;
-  if (!Number.isInteger(index) || index < 0 || index >= count) return undefined;
-  if (path.length !== batchPathLength(index, count)) return undefined;
-  const leaf = batchLeaf(index, messageDigest);
-  // Top-down over the shape, consuming the path from its top end (the root's other child).
-  const climb = (i: number, n: number, top: number): Uint8Array => {
-    if (n === 1) return leaf;
-    const k = largestPowerOfTwoBelow(n);
-    const sibling = path[top - 1];
-    return i < k ? batchNode(climb(i, k, top - 1), sibling) : batchNode(sibling, climb(i - k, n - k, top - 1));
-  };
-  return climb(index, count, path.length);
+  return climbBatchPath(messageDigest, index, count, path)?.root;
 }

@@ -9,10 +9,9 @@
  * envelopes that were already queued behind it, not for a timer); or at the latest `maxDelayMs`
  * after its first envelope. A batch of one is signed directly (auth kind 0x01).
  */
-import { sha256 } from '../crypto/symmetric';
 import { ok, type Result } from '../result';
 import { MAX_BATCH_LEAVES, type EnvelopeAuth } from '../wire/auth';
-import { batchRootDigest, buildBatchTree } from './batch-tree';
+import { batchRootDigest, buildBatchTree, type NodeRange } from './batch-tree';
 
 export interface BatchOptions {
   /** Most envelopes under one signature, 1..255; 1 turns batching off (auth kind 0x01 only). */
@@ -25,6 +24,9 @@ export const DEFAULT_BATCH_OPTIONS: BatchOptions = Object.freeze({ maxLeaves: 16
 
 /** Verified batch roots a receiver remembers (least recently used dropped first). */
 export const DEFAULT_VERIFIED_ROOTS = 1024;
+
+/** Trees whose nodes a receiver keeps to shorten later climbs (the batches streaming now). */
+const KNOWN_TREES = 32;
 
 /** Merges overrides into the defaults; `false` (or maxLeaves 1) is "no batching". Throws on nonsense. */
 export function resolveBatchOptions(options: Partial<BatchOptions> | false | undefined): BatchOptions | undefined {
@@ -156,15 +158,39 @@ export class BatchSigner {
 }
 
 /**
- * Batch roots whose signature verified, per signing key (receiver side). The entry is the
- * SHA-256 of (key id ‖ root digest ‖ signature): a hit needs the same key, the same root over the
- * same sender id and leaf count, and the very signature that verified, so the verdict on an
- * envelope never depends on what was cached before. Only a verified signature enters the cache;
- * concurrent checks of one root share a single verification.
+ * Batch roots whose signature verified, per signing key (receiver side). An entry is found by
+ * the root digest and holds the key id and the signature that verified: a hit needs the same
+ * key, the same root over the same sender id and leaf count, and byte for byte the very
+ * signature that verified, so the verdict on an envelope never depends on what was cached
+ * before. (Comparing the stored signature instead of hashing it keeps the per-envelope cost to a
+ * map lookup and a memcmp.) Only a verified signature enters the cache; concurrent checks of
+ * one root with one signature share a single verification.
  */
+interface RootEntry {
+  keyId: Uint8Array;
+  signature: Uint8Array;
+}
+
+function sameSigner(e: RootEntry, keyId: Uint8Array, signature: Uint8Array): boolean {
+  return Buffer.from(e.keyId.buffer, e.keyId.byteOffset, e.keyId.length).equals(keyId) &&
+    Buffer.from(e.signature.buffer, e.signature.byteOffset, e.signature.length).equals(signature);
+}
+
+export interface KnownTree extends RootEntry {
+  senderId: string;
+  rootDigest: Uint8Array;
+  nodes: Map<NodeRange, Uint8Array>;
+  /** The verdict on the root (shared with the one check of this root and signature). */
+  verdict: Promise<Result<true>>;
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(a, b) === 0;
+
 export class VerifiedRoots {
-  private readonly entries = new Map<string, true>();
-  private readonly running = new Map<string, Promise<Result<true>>>();
+  private readonly entries = new Map<string, RootEntry>();
+  /** Nodes of recently verified trees, by signature (see climbBatchPath). */
+  private readonly trees = new Map<string, KnownTree>();
+  private readonly running = new Map<string, RootEntry & { result: Promise<Result<true>> }>();
   private counters = { hits: 0, verifications: 0 };
 
   constructor(readonly capacity: number = DEFAULT_VERIFIED_ROOTS) {
@@ -173,33 +199,94 @@ export class VerifiedRoots {
 
   /** `verify` runs only when this (key, root, signature) is neither cached nor being checked. */
   async check(keyId: Uint8Array, rootDigest: Uint8Array, signature: Uint8Array, verify: () => Promise<Result<true>>): Promise<Result<true>> {
-    const key = Buffer.from(sha256(keyId, rootDigest, signature)).toString('base64');
-    if (this.entries.has(key)) {
+    const key = Buffer.from(rootDigest.buffer, rootDigest.byteOffset, rootDigest.length).toString('latin1');
+    const cached = this.entries.get(key);
+    if (cached && sameSigner(cached, keyId, signature)) {
       // Least recently used goes first: move to the end.
       this.entries.delete(key);
-      this.entries.set(key, true);
+      this.entries.set(key, cached);
       this.counters.hits++;
       return ok(true);
     }
     const running = this.running.get(key);
-    if (running) {
+    if (running && sameSigner(running, keyId, signature)) {
       this.counters.hits++;
-      return running;
+      return running.result;
     }
     this.counters.verifications++;
+    const entry: RootEntry = { keyId: Uint8Array.from(keyId), signature: Uint8Array.from(signature) };
     const result = verify()
       .then((r) => {
-        if (r.ok) this.remember(key);
+        if (r.ok) this.remember(key, entry);
         return r;
       })
-      .finally(() => this.running.delete(key));
-    this.running.set(key, result);
+      .finally(() => {
+        if (this.running.get(key)?.result === result) this.running.delete(key);
+      });
+    // A second signature over the same root (a forgery, say) is checked on its own, never shared.
+    if (!running) this.running.set(key, { ...entry, result });
     return result;
   }
 
-  private remember(key: string): void {
+  /**
+   * The tree of this batch (this key, sender, signature and leaf count) that a climb may
+   * shorten against: its nodes and the verdict on its root — settled when the root verified,
+   * still running while its one check runs. Undefined when none (or the cache is off).
+   */
+  knownTree(keyId: Uint8Array, senderId: string, signature: Uint8Array, leafCount: number): KnownTree | undefined {
+    const tree = this.trees.get(VerifiedRoots.treeKey(signature, leafCount));
+    return tree && tree.senderId === senderId && sameSigner(tree, keyId, signature) ? tree : undefined;
+  }
+
+  /**
+   * Records a full climb: its nodes join the tree of its batch only when they lead to that
+   * tree's root, so every node of a tree is one the tree's verdict covers. The first climb of a
+   * batch makes the tree; a tree whose root fails verification is forgotten.
+   */
+  track(
+    keyId: Uint8Array, senderId: string, signature: Uint8Array, leafCount: number, rootDigest: Uint8Array,
+    nodes: ReadonlyArray<[NodeRange, Uint8Array]>, verdict: Promise<Result<true>>,
+  ): void {
     if (this.capacity === 0) return;
-    this.entries.set(key, true);
+    const key = VerifiedRoots.treeKey(signature, leafCount);
+    let tree = this.trees.get(key);
+    if (tree && !(tree.senderId === senderId && sameSigner(tree, keyId, signature) && sameBytes(tree.rootDigest, rootDigest))) return;
+    if (!tree) {
+      const made: KnownTree = { keyId: Uint8Array.from(keyId), signature: Uint8Array.from(signature), senderId, rootDigest: Uint8Array.from(rootDigest), nodes: new Map(), verdict };
+      tree = made;
+      this.trees.set(key, made);
+      if (this.trees.size > Math.min(this.capacity, KNOWN_TREES)) {
+        const oldest = this.trees.keys().next();
+        if (!oldest.done) this.trees.delete(oldest.value);
+      }
+      void verdict.then((r) => {
+        if (!r.ok && this.trees.get(key) === made) this.trees.delete(key);
+      }, () => {
+        if (this.trees.get(key) === made) this.trees.delete(key);
+      });
+    }
+    this.addNodes(tree, nodes);
+  }
+
+  /** A climb that met `tree` (from knownTree): a hit on its root, and its nodes join the tree. */
+  extend(tree: KnownTree, nodes: ReadonlyArray<[NodeRange, Uint8Array]>): void {
+    this.counters.hits++;
+    this.addNodes(tree, nodes);
+  }
+
+  private addNodes(tree: KnownTree, nodes: ReadonlyArray<[NodeRange, Uint8Array]>): void {
+    for (const [range, hash] of nodes) if (!tree.nodes.has(range)) tree.nodes.set(range, Uint8Array.from(hash));
+  }
+
+  /** Signatures start with their randomness (Falcon salt, ML-DSA commitment): a short, distinct key; hits compare all bytes. */
+  private static treeKey(signature: Uint8Array, leafCount: number): string {
+    return `${leafCount}:${Buffer.from(signature.buffer, signature.byteOffset, Math.min(48, signature.length)).toString('latin1')}`;
+  }
+
+  private remember(key: string, entry: RootEntry): void {
+    if (this.capacity === 0) return;
+    this.entries.delete(key);
+    this.entries.set(key, entry);
     if (this.entries.size > this.capacity) {
       const oldest = this.entries.keys().next();
       if (!oldest.done) this.entries.delete(oldest.value);
@@ -216,5 +303,6 @@ export class VerifiedRoots {
 
   clear(): void {
     this.entries.clear();
+    this.trees.clear();
   }
 }

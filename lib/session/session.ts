@@ -20,7 +20,7 @@ import { toHex } from '../wire/common';
 import { decodeAnnouncement } from '../wire/announcement';
 import { decodeDirectEnvelope, encodeEnvelope, encodeEnvelopeBlob, messageDigest, type DecodedEnvelope } from '../wire/envelope';
 import { BatchSigner, DEFAULT_VERIFIED_ROOTS, VerifiedRoots, resolveBatchOptions, type BatchOptions, type BatchSignerStats } from './batch';
-import { batchRootDigest, batchRootFromPath } from './batch-tree';
+import { batchRootDigest, climbBatchPath } from './batch-tree';
 import type { EnvelopeAuth } from '../wire/auth';
 import { peekType } from '../wire/header';
 import { decodeTopicEnvelope, encodeTopicEnvelopeHeader, topicEnvelopeAad, type DecodedTopicEnvelope } from '../wire/topic-envelope';
@@ -410,10 +410,21 @@ export class SecureSession {
     const digest = messageDigest(env.senderId, topic, env.blob);
     const auth = env.auth;
     if (auth.kind === 'signature') return this.checkSignature(peer, auth.signature, digest, now);
-    const root = batchRootFromPath(digest, auth.leafIndex, auth.leafCount, auth.path);
-    if (!root) return fail('bad-field', 'batch path');
-    const rootDigest = batchRootDigest(env.senderId, root, auth.leafCount);
-    return this.verifiedRoots.check(peer.keyId, rootDigest, auth.signature, () => this.checkSignature(peer, auth.signature, rootDigest, now));
+    // Envelopes of a batch share most of their paths: a climb that meets a node of this batch's
+    // tree (already checked, or being checked) takes that tree's verdict after a hash or two.
+    const tree = this.verifiedRoots.knownTree(peer.keyId, env.senderId, auth.signature, auth.leafCount);
+    const climb = climbBatchPath(digest, auth.leafIndex, auth.leafCount, auth.path, tree?.nodes);
+    if (!climb) return fail('bad-field', 'batch path');
+    if (!climb.root && tree) {
+      // The nodes met on the way lead to the tree's root too: later climbs can stop at them.
+      this.verifiedRoots.extend(tree, climb.nodes);
+      return tree.verdict;
+    }
+    if (!climb.root) return fail('bad-field', 'batch path');
+    const rootDigest = batchRootDigest(env.senderId, climb.root, auth.leafCount);
+    const verdict = this.verifiedRoots.check(peer.keyId, rootDigest, auth.signature, () => this.checkSignature(peer, auth.signature, rootDigest, now));
+    this.verifiedRoots.track(peer.keyId, env.senderId, auth.signature, auth.leafCount, rootDigest, climb.nodes, verdict);
+    return verdict;
   }
 
   /** One post-quantum signature check under the peer's key, within its verification budget. */

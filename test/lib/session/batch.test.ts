@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import type { SecureSession } from '../../../lib/session/session';
 import { BatchSigner, VerifiedRoots, resolveBatchOptions, type BatchScheduler } from '../../../lib/session/batch';
-import { batchLeaf, batchNode, batchRootDigest, batchRootFromPath, buildBatchTree } from '../../../lib/session/batch-tree';
+import { batchLeaf, batchNode, batchRootDigest, batchRootFromPath, buildBatchTree, climbBatchPath, type NodeRange } from '../../../lib/session/batch-tree';
 import { ok, fail } from '../../../lib/result';
 import { AUTH_KINDS, MAX_BATCH_LEAVES, authBytes, batchPathLength, envelopeAuth, type EnvelopeAuth } from '../../../lib/wire/auth';
 import { decodeAll, encode } from '../../../lib/wire/fields';
@@ -121,6 +121,38 @@ describe('batch authentication (docs/PROTOCOL.md §4.7)', function () {
       // Truncated path with a count that fits it: an inner node is not a leaf.
       const inner = batchNode(batchLeaf(4, d[4]), batchLeaf(5, d[5]));
       assert.notDeepEqual(batchRootFromPath(inner, 2, 8, tree.paths[4].slice(1)), tree.root);
+    });
+
+    it('a climb that meets the known tree stops there; any changed path hash or digest climbs on to another root', () => {
+      for (const n of [2, 3, 5, 8, 13, 16, 100, 255]) {
+        const d = Array.from({ length: n }, (_, i) => digest(1000 * n + i));
+        const tree = buildBatchTree(d);
+        const known = new Map<NodeRange, Uint8Array>();
+        const learn = (nodes: Array<[NodeRange, Uint8Array]>) => nodes.forEach(([r, h]) => known.set(r, h));
+        const first = climbBatchPath(d[0], 0, n, tree.paths[0], known);
+        assert.ok(first?.root, 'nothing known yet: a full climb');
+        assert.deepEqual(first.root, tree.root);
+        learn(first.nodes);
+        let steps = 0;
+        for (let i = 1; i < n; i++) {
+          // Tampered copies first, while leaf i is still unknown, then the genuine one.
+          for (let j = 0; j < tree.paths[i].length; j++) {
+            const path = tree.paths[i].map((h, k) => (k === j ? digest(-1 - k) : h));
+            const c = climbBatchPath(d[i], i, n, path, known);
+            assert.ok(c?.root, `n ${n} leaf ${i}: path hash ${j} replaced must not stop early`);
+            assert.notDeepEqual(c.root, tree.root);
+          }
+          const other = climbBatchPath(digest(-7), i, n, tree.paths[i], known);
+          assert.ok(other?.root, `n ${n} leaf ${i}: another digest must not stop early`);
+          assert.notDeepEqual(other.root, tree.root);
+          const c = climbBatchPath(d[i], i, n, tree.paths[i], known);
+          assert.ok(c && c.root === undefined, `n ${n} leaf ${i}: the genuine climb meets the known tree`);
+          steps += c.nodes.length / 2;
+          learn(c.nodes);
+        }
+        // Each inner node is computed once, by the first climb through it: under two hashes a leaf.
+        assert.ok(steps <= n, `n ${n}: ${steps} node hashes for ${n - 1} leaves`);
+      }
     });
 
     it('root digest binds sender id, root and count', () => {
@@ -449,6 +481,31 @@ describe('batch authentication (docs/PROTOCOL.md §4.7)', function () {
         if (!warm.ok && !cold.ok) assert.equal(warm.reason, cold.reason, `offset ${o}`);
       }
       assert.ok((await sub.open(TOPIC, envelopes[3], T0)).ok);
+    });
+
+    it('attack: with the batch tree known, every bit of an unseen envelope\'s trailer and blob is still refused, as without any cache', async () => {
+      const warmSub = session(certify(keysFor({ id: 'bt-warm' }), { roles: 'sub', topics: ['plant/#'] }));
+      // Same messages seen (same replay window), but no verified roots and no trees kept.
+      const coldSub = session(certify(keysFor({ id: 'bt-cold' }), { roles: 'sub', topics: ['plant/#'] }), { verifiedRoots: 0 });
+      await pair(pub, warmSub);
+      await pair(pub, coldSub);
+      const envelopes = await sealBatch(16, TOPIC, pub, [warmSub, coldSub], 'w');
+      for (const i of [0, 1, 2, 4, 8]) {
+        assert.ok((await warmSub.open(TOPIC, envelopes[i], T0)).ok, `warm-up ${i}`);
+        assert.ok((await coldSub.open(TOPIC, envelopes[i], T0)).ok, `same messages for the uncached receiver ${i}`);
+      }
+      const target = envelopes[13];
+      const checksBefore = warmSub.throughputStats.verifications;
+      for (let o = 0; o < target.length; o++) {
+        const t = flipBit(target, o, (o * 5) % 8);
+        const warm = await warmSub.open(TOPIC, t, T0);
+        const cold = await coldSub.open(TOPIC, t, T0);
+        assert.equal(warm.ok, false, `offset ${o} accepted by the warm receiver`);
+        assert.equal(cold.ok, false, `offset ${o} accepted by the fresh receiver`);
+        if (!warm.ok && !cold.ok) assert.equal(warm.reason, cold.reason, `offset ${o}`);
+      }
+      assert.ok(warmSub.throughputStats.verifications > checksBefore, 'tampered trailers were checked, not taken from the tree');
+      for (const i of [13, 3, 15]) assert.ok((await warmSub.open(TOPIC, envelopes[i], T0)).ok, `genuine ${i} still accepted`);
     });
 
     it('one batch can mix topics and direct envelopes; each verifies on its own topic only', async () => {
