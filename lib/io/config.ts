@@ -25,12 +25,17 @@ import { decodeDirectEnvelope } from '../wire/envelope';
 import { peekType } from '../wire/header';
 import { decodeTopicEnvelope } from '../wire/topic-envelope';
 import { AuditLog } from './audit-log';
+import { holdCryptoWorkersOff, type CryptoWorkersChoice } from './crypto-workers';
 import { QUIET_REASONS, SecureEndpoint } from './endpoint';
 import { DEFAULT_QUEUE_LIMIT, MqttConnection, type MqttConnectionOptions, type TlsOptions } from './mqtt-connection';
 import { STATE_FILES, StateStore, restoreInto, type StateProblem } from './state-store';
+import { throughputOptionsFrom, type ThroughputOptions, type ThroughputSettings } from './throughput-settings';
 
-/** Properties of the config node as saved in flows.json (all public). */
-export interface ConfigSettings {
+/**
+ * Properties of the config node as saved in flows.json (all public); the throughput and
+ * flood-protection ones are in lib/io/throughput-settings.ts.
+ */
+export interface ConfigSettings extends ThroughputSettings {
   broker?: unknown;
   port?: unknown;
   clientid?: unknown;
@@ -260,10 +265,12 @@ export function buildFromConfig(settings: ConfigSettings, credentials: ConfigCre
   let connectionOptions: MqttConnectionOptions;
   let limits;
   let keysTopicPrefix: string;
+  let throughput: ThroughputOptions;
   try {
     connectionOptions = connectionOptionsFrom(settings, credentials, opts);
     limits = resolveLimits({ replayWindow: text(settings.replayWindow), maxEnvelopeBytes: text(settings.maxEnvelopeBytes) });
     keysTopicPrefix = text(settings.keysTopicPrefix) || 'pqc/keys/';
+    throughput = throughputOptionsFrom(settings);
   } catch (error) {
     return { ok: false, problem: 'bad-settings', message: (error as Error).message };
   }
@@ -323,13 +330,18 @@ export function buildFromConfig(settings: ConfigSettings, credentials: ConfigCre
   let session: SecureSession;
   let connection: HeldConnection;
   try {
-    session = new SecureSession({ provider, caPublicKey, strict, limits, keysTopicPrefix });
+    session = new SecureSession({
+      provider, caPublicKey, strict, limits, keysTopicPrefix,
+      batch: throughput.batch, verifiedRoots: throughput.verifiedRoots, budget: throughput.budget,
+    });
     connection = new HeldConnection(connectionOptions);
   } catch (error) {
     provider.close();
     return { ok: false, problem: 'bad-settings', message: (error as Error).message };
   }
-  return assemble({ provider, session, connection, identity: identityPublicInfo(bundle), audit: flag(settings.audit, true), opts });
+  return assemble({
+    provider, session, connection, identity: identityPublicInfo(bundle), audit: flag(settings.audit, true), cryptoWorkers: throughput.cryptoWorkers, opts,
+  });
 }
 
 /**
@@ -338,11 +350,18 @@ export function buildFromConfig(settings: ConfigSettings, credentials: ConfigCre
  * connection is held until it succeeded.
  */
 function assemble(parts: {
-  provider: SecurityProvider; session: SecureSession; connection: HeldConnection; identity: IdentityPublicInfo; audit: boolean; opts: BuildOptions;
+  provider: SecurityProvider; session: SecureSession; connection: HeldConnection; identity: IdentityPublicInfo; audit: boolean;
+  cryptoWorkers: CryptoWorkersChoice; opts: BuildOptions;
 }): ConfigOutcome {
   const { provider, session, connection, opts } = parts;
   const clock = opts.clock ?? Date.now;
   const log = opts.log ?? (() => undefined);
+  // Process-wide (lib/io/crypto-workers.ts): held from here until close().
+  let releaseCryptoWorkers: (() => void) | undefined;
+  if (parts.cryptoWorkers === 'off') {
+    releaseCryptoWorkers = holdCryptoWorkersOff();
+    log('info', 'worker threads off for the whole Node-RED process while this config node is deployed: post-quantum work runs on the main thread');
+  }
   const stateDir = typeof opts.stateDir === 'string' ? path.resolve(opts.stateDir) : undefined;
   let store: StateStore | undefined;
   let audit: AuditLog | undefined;
@@ -523,17 +542,22 @@ function assemble(parts: {
       closing = true;
       // Sends still waiting for the restore fail now (a no-op once the gate is open).
       failGate(new Error('the pqc-config node was closed'));
-      endpoint.stop();
-      await connection.close();
-      await ready;
-      clearInterval(auditTimer);
       try {
-        await store?.close();
-      } catch (error) {
-        log('warn', `state not saved on close: ${(error as Error).message}`);
+        endpoint.stop();
+        await connection.close();
+        await ready;
+        clearInterval(auditTimer);
+        try {
+          await store?.close();
+        } catch (error) {
+          log('warn', `state not saved on close: ${(error as Error).message}`);
+        }
+        await audit?.close();
+        provider.close();
+      } finally {
+        // However the close went, this node no longer asks for anything process-wide.
+        releaseCryptoWorkers?.();
       }
-      await audit?.close();
-      provider.close();
     },
   };
 }

@@ -1,8 +1,13 @@
 /** Config node settings + credentials → connection, session, endpoint, or a named problem (lib/io/config.ts). */
 import assert from 'node:assert/strict';
-import { buildFromConfig, connectionOptionsFrom, type ConfigSettings } from '../../lib/io/config';
-import { identityToJson } from '../../lib';
+import { buildFromConfig, connectionOptionsFrom, type ConfigOutcome, type ConfigSettings } from '../../lib/io/config';
+import { SecureSession, SoftwareProvider, identityToJson, type OpenedMessage, type Result } from '../../lib';
+import { cryptoOffload } from '../../lib/crypto/worker-pool';
+import { DEFAULT_BATCH_OPTIONS } from '../../lib/session/batch';
+import { regionsOf } from '../lib/fixtures';
 import { makeFixtures, secretSamples, type Fixtures } from '../nodes/node-harness';
+
+type ReadySet = Extract<ConfigOutcome, { ok: true }>;
 
 describe('io/config', function () {
   let fx: Fixtures;
@@ -75,5 +80,128 @@ describe('io/config', function () {
     assert.ok(relaxed.ok);
     assert.equal(relaxed.session.strict, false);
     await relaxed.close();
+  });
+
+  describe('throughput settings (batching, verified roots, budgets, worker threads)', function () {
+    const TOPIC = 'plant/line-1/flow';
+    const open: ReadySet[] = [];
+    let sensor: SecureSession;
+
+    before(function () {
+      sensor = new SecureSession({ provider: new SoftwareProvider(fx.sensor), caPublicKey: fx.ca.publicKey, batch: { maxLeaves: 4, maxDelayMs: 50 } });
+    });
+
+    afterEach(async function () {
+      for (const set of open.splice(0)) await set.close();
+    });
+
+    /** The gateway's config node with these settings, trusting the sensor and trusted by it. */
+    async function gateway(extra: ConfigSettings): Promise<ReadySet> {
+      const set = buildFromConfig({ ...settings, ...extra }, { identity: identityToJson(fx.gateway) }, { ownerId: 'cfg' });
+      assert.ok(set.ok, set.ok ? '' : set.message);
+      open.push(set);
+      const now = Date.now();
+      assert.ok((await set.session.handleAnnouncement(sensor.announcementTopic(), await sensor.buildAnnouncement(now), now)).ok);
+      // Every set holds the same gateway identity: the sensor needs to learn it once.
+      if (!sensor.listPeers().some((p) => p.deviceId === 'gateway')) {
+        assert.ok((await sensor.handleAnnouncement(set.session.announcementTopic(), await set.session.buildAnnouncement(now), now)).ok);
+      }
+      return set;
+    }
+
+    /** A genuine envelope to the gateway with one byte of its signature changed. */
+    async function forgery(): Promise<Uint8Array> {
+      const genuine = await sensor.sealDirect(TOPIC, new TextEncoder().encode('forged'), 'gateway', Date.now());
+      const forged = Uint8Array.from(genuine);
+      forged[regionsOf('envelope', genuine).signature.content + 10] ^= 0x01;
+      return forged;
+    }
+
+    async function openEach(set: ReadySet, envelopes: Uint8Array[]): Promise<Array<Result<OpenedMessage>>> {
+      const results: Array<Result<OpenedMessage>> = [];
+      for (const e of envelopes) results.push(await set.session.open(TOPIC, e, Date.now()));
+      return results;
+    }
+
+    it('without the properties the session runs with the core defaults', async function () {
+      const set = await gateway({});
+      assert.deepEqual(set.session.batching, DEFAULT_BATCH_OPTIONS);
+      assert.deepEqual(set.session.throughputStats.budget, {
+        admitted: { verify: 0, decapsulate: 0 }, refused: { verify: 0, decapsulate: 0 }, failed: { verify: 0, decapsulate: 0 },
+      }, 'budgets on');
+    });
+
+    it('batching settings reach the session; off and a batch size of 1 sign every envelope on its own', async function () {
+      assert.deepEqual((await gateway({ batchMaxLeaves: '4', batchMaxDelayMs: '10' })).session.batching, { maxLeaves: 4, maxDelayMs: 10 });
+      assert.equal((await gateway({ batching: 'false', batchMaxLeaves: '4' })).session.batching, undefined);
+      assert.equal((await gateway({ batching: false })).session.batching, undefined);
+      assert.equal((await gateway({ batchMaxLeaves: '1' })).session.batching, undefined);
+    });
+
+    it('the verified-roots cache size reaches the session: 0 checks every envelope of a batch again', async function () {
+      const batch = await Promise.all([0, 1, 2, 3].map((i) => sensor.sealDirect(TOPIC, new TextEncoder().encode(`m${i}`), 'gateway', Date.now())));
+      const cached = await gateway({});
+      assert.ok((await openEach(cached, batch)).every((r) => r.ok));
+      assert.deepEqual([cached.session.throughputStats.verifications, cached.session.throughputStats.rootHits], [1, 3], 'one batch, one check');
+
+      const uncached = await gateway({ verifiedRoots: '0' });
+      assert.ok((await openEach(uncached, batch)).every((r) => r.ok), 'same verdicts without the cache');
+      assert.deepEqual([uncached.session.throughputStats.verifications, uncached.session.throughputStats.rootHits], [4, 0]);
+    });
+
+    it('budget settings reach the session: a sender\'s burst of failed checks, then reason budget; off checks them all', async function () {
+      const forged = await forgery();
+      const reasons = (results: Array<Result<OpenedMessage>>): string[] => results.map((r) => (r.ok ? 'accepted' : r.reason));
+
+      const perSender = await gateway({ budgetVerifyPerPeerBurst: '2', budgetVerifyPerPeerRate: '0' });
+      assert.deepEqual(reasons(await openEach(perSender, [forged, forged, forged, forged])), ['bad-signature', 'bad-signature', 'budget', 'budget']);
+      assert.deepEqual(perSender.session.throughputStats.budget?.refused, { verify: 2, decapsulate: 0 });
+
+      const allSenders = await gateway({ budgetVerifyGlobalBurst: '1', budgetVerifyGlobalRate: '0' });
+      assert.deepEqual(reasons(await openEach(allSenders, [forged, forged])), ['bad-signature', 'budget']);
+
+      const off = await gateway({ budget: 'false', budgetVerifyPerPeerBurst: '1' });
+      assert.deepEqual(reasons(await openEach(off, [forged, forged, forged])), ['bad-signature', 'bad-signature', 'bad-signature']);
+      assert.equal(off.session.throughputStats.budget, undefined);
+    });
+
+    it('worker threads "off" holds for the whole process while the config node is open', async function () {
+      const earlier = cryptoOffload();
+      const lines: string[] = [];
+      const off = buildFromConfig({ ...settings, cryptoWorkers: 'off' }, { identity: identityToJson(fx.gateway) }, { ownerId: 'cfg-a', log: (_l, m) => lines.push(m) });
+      assert.ok(off.ok);
+      assert.equal(cryptoOffload(), 'never');
+      assert.ok(lines.some((l) => /worker threads off for the whole Node-RED process/.test(l)), lines.join('\n'));
+      const auto = buildFromConfig({ ...settings, cryptoWorkers: 'auto' }, { identity: identityToJson(fx.gateway) }, { ownerId: 'cfg-b' });
+      assert.ok(auto.ok);
+      assert.equal(cryptoOffload(), 'never', '"auto" does not overrule another node\'s "off"');
+      await auto.close();
+      assert.equal(cryptoOffload(), 'never');
+      await off.close();
+      assert.equal(cryptoOffload(), earlier);
+    });
+
+    it('a bad value is the problem bad-settings with the setting named, before anything is opened', function () {
+      const earlier = cryptoOffload();
+      const cases: Array<[ConfigSettings, RegExp]> = [
+        [{ batchMaxLeaves: '0' }, /batchMaxLeaves\) must be an integer from 1 to 255, not "0"/],
+        [{ batchMaxLeaves: '256' }, /batchMaxLeaves\) must be an integer from 1 to 255, not "256"/],
+        [{ batchMaxLeaves: 'sixteen' }, /batchMaxLeaves/],
+        [{ batchMaxDelayMs: '-1' }, /batchMaxDelayMs\) must be an integer from 0 to 1000/],
+        [{ verifiedRoots: '1.5' }, /verifiedRoots/],
+        [{ budgetVerifyPerPeerBurst: '0' }, /budgetVerifyPerPeerBurst/],
+        [{ budgetDecapsulateGlobalRate: '-3' }, /budgetDecapsulateGlobalRate/],
+        [{ budget: 'maybe' }, /verification budget \(budget\) must be true or false/],
+        [{ cryptoWorkers: 'off', batching: 'sometimes' }, /batching/],
+      ];
+      for (const [extra, message] of cases) {
+        const outcome = buildFromConfig({ ...settings, ...extra }, { identity: identityToJson(fx.gateway) }, { ownerId: 'cfg' });
+        assert.equal(outcome.ok, false, JSON.stringify(extra));
+        if (outcome.ok) continue;
+        assert.equal(outcome.problem, 'bad-settings', JSON.stringify(extra));
+        assert.match(outcome.message, message);
+      }
+      assert.equal(cryptoOffload(), earlier, 'a refused config node holds nothing process-wide');
+    });
   });
 });

@@ -1,6 +1,7 @@
 /**
- * pqc-config: the "Generate identity" admin endpoint, and MQTT 5 against a private mosquitto
- * whose Maximum Packet Size the out node must respect (refusing before publish, via done(err)).
+ * pqc-config: the "Generate identity" admin endpoint, MQTT 5 against a private mosquitto
+ * whose Maximum Packet Size the out node must respect (refusing before publish, via done(err)),
+ * and the Throughput settings of a deployed flow (in effect, or refused without a crash).
  */
 import assert from 'node:assert/strict';
 import helper from 'node-red-node-test-helper';
@@ -8,9 +9,12 @@ import configNodeModule from '../../nodes/pqc-config';
 import outNodeModule from '../../nodes/pqc-secure-out';
 import inNodeModule from '../../nodes/pqc-secure-in';
 import { parseIdentityJson } from '../../lib';
+import { decodeDirectEnvelope } from '../../lib/wire/envelope';
+import { startAedes, type AedesBroker } from '../helpers/aedes';
 import { startMosquitto, type MosquittoBroker } from '../helpers/mosquitto';
 import {
-  Inbox, configNode, credentialsFor, makeFixtures, readyConfig, waitConnected, waitForError, waitForPeer, waitSubscribed, secretSamples, type Fixtures,
+  BrokerWatch, Inbox, configNode, credentialsFor, errorTexts, lastStatus, makeFixtures, readyConfig, waitConnected, waitForError, waitForPeer,
+  waitSubscribed, secretSamples, type Fixtures,
 } from './node-harness';
 
 helper.init(require.resolve('node-red'));
@@ -103,6 +107,85 @@ describe('nodes: pqc-config', function () {
       const [msg] = await ok.waitFor(1);
       assert.equal(msg.payload, 'small', 'the oversized message was never published');
       assert.equal(readyConfig(cfgS).connection.state, 'connected', 'the broker never had reason to disconnect us');
+    });
+  });
+
+  describe('Throughput settings in a deployed flow (aedes)', function () {
+    let aedes: AedesBroker;
+    let watch: BrokerWatch;
+
+    beforeEach(async function () {
+      aedes = await startAedes();
+      watch = new BrokerWatch(aedes.broker);
+    });
+
+    afterEach(async function () {
+      await helper.unload();
+      await aedes.close();
+    });
+
+    it('the sender batches at most the configured number of messages per signature; the receiver runs with its own budget setting', async function () {
+      const TOPIC = 'plant/line-1/batched';
+      const flow = [
+        configNode('cfgS', aedes.port, fx.caText, { batching: true, batchMaxLeaves: '3', batchMaxDelayMs: '50' }),
+        configNode('cfgG', aedes.port, fx.caText, { budget: false }),
+        { id: 'out', type: 'pqc-secure-out', pqcConfig: 'cfgS', topic: TOPIC, qos: '1', retain: '', recipients: 'gateway', wires: [] },
+        { id: 'in', type: 'pqc-secure-in', pqcConfig: 'cfgG', topic: 'plant/#', qos: '1', datatype: 'utf8', rejections: false, outputs: 1, wires: [['ok']] },
+        { id: 'ok', type: 'helper' },
+      ];
+      await helper.load(NODES, flow, { cfgS: credentialsFor(fx.sensor), cfgG: credentialsFor(fx.gateway) });
+      const cfgS = helper.getNode('cfgS');
+      const cfgG = helper.getNode('cfgG');
+      await waitConnected(cfgS);
+      await waitConnected(cfgG);
+      await waitForPeer(cfgS, 'gateway');
+      await waitForPeer(cfgG, 'sensor-1');
+      await waitSubscribed(cfgG, 'plant/#');
+      const sender = readyConfig(cfgS).session;
+      const receiver = readyConfig(cfgG).session;
+      assert.deepEqual(sender.batching, { maxLeaves: 3, maxDelayMs: 50 });
+      assert.equal(receiver.throughputStats.budget, undefined, 'budget off on the receiver');
+
+      const ok = new Inbox(helper.getNode('ok'));
+      const out = helper.getNode('out');
+      const sent = [0, 1, 2, 3, 4, 5, 6].map((i) => `reading-${i}`);
+      for (const payload of sent) out.receive({ payload });
+      const got = await ok.waitFor(sent.length);
+      assert.deepEqual(got.map((m) => m.payload).sort(), [...sent].sort());
+
+      // On the wire: every envelope names its batch; none holds more than 3, and the 7 messages sent
+      // at once did share signatures (with the default of 16 they would have been one batch of 7).
+      const clientId = readyConfig(cfgS).connection.clientId;
+      const counts = watch.published(clientId, TOPIC).map((bytes) => {
+        const decoded = decodeDirectEnvelope(new Uint8Array(bytes));
+        assert.ok(decoded.ok);
+        return decoded.value.auth.kind === 'batch' ? decoded.value.auth.leafCount : 1;
+      });
+      assert.equal(counts.length, sent.length);
+      assert.ok(Math.max(...counts) === 3, `leaf counts on the wire: ${counts.join(', ')}`);
+      const stats = sender.throughputStats.batching;
+      assert.ok(stats);
+      assert.equal(stats.envelopes, sent.length);
+      assert.equal(stats.largest, 3);
+      assert.ok(stats.signatures >= 3, `${stats.signatures} signatures for 7 messages in batches of at most 3`);
+    });
+
+    it('an invalid setting: red status on the nodes using it, a log line naming it, done(err) on input, no crash', async function () {
+      const flow = [
+        configNode('cfgS', aedes.port, fx.caText, { batchMaxLeaves: '256' }),
+        { id: 'out', type: 'pqc-secure-out', pqcConfig: 'cfgS', topic: 'plant/x', qos: '1', retain: '', recipients: 'gateway', wires: [] },
+      ];
+      await helper.load(NODES, flow, { cfgS: credentialsFor(fx.sensor) });
+      const cfgS = helper.getNode('cfgS');
+      const out = helper.getNode('out');
+      const pqc = (cfgS as unknown as { pqc: { ok: boolean; problem?: string } }).pqc;
+      assert.equal(pqc.ok, false);
+      assert.equal(pqc.problem, 'bad-settings');
+      assert.ok(errorTexts(cfgS).some((t) => /batchMaxLeaves\) must be an integer from 1 to 255, not "256"/.test(t)), errorTexts(cfgS).join('\n'));
+      assert.deepEqual(lastStatus(out), { fill: 'red', shape: 'ring', text: 'pqc-secure-out.status.bad-settings' });
+      out.receive({ payload: 'x' });
+      await waitForError(out, /batchMaxLeaves/);
+      assert.equal(aedes.broker.connectedClients, 0, 'a config node with a bad setting never connects');
     });
   });
 });
