@@ -43,6 +43,11 @@ export interface AnnouncementPolicy {
   readonly limits: Limits;
   /** I7: a revoked key never becomes trusted again (absent: nothing is revoked). */
   readonly isRevoked?: (deviceId: string, keyId: Uint8Array) => boolean;
+  /**
+   * Asked once, right before the first post-quantum check (certificate or announcement
+   * signature); false refuses the announcement with `budget` (§6.7). Absent: always allowed.
+   */
+  readonly admitSignatureChecks?: () => boolean;
 }
 
 export type AnnouncementOutcome = { kind: 'trusted'; peer: TrustedPeer } | { kind: 'unchanged'; peer: TrustedPeer };
@@ -81,7 +86,10 @@ export function evaluateAnnouncement(
   }
 
   let rights: Pick<TrustedPeer, 'role' | 'topics' | 'notBefore' | 'notAfter' | 'certified'>;
-  if (a.certificate.length > 0 && policy.ca) {
+  const checksCertificate = a.certificate.length > 0 && policy.ca !== undefined;
+  if (!checksCertificate && policy.strict) return fail('no-certificate');
+  if (policy.admitSignatureChecks && !policy.admitSignatureChecks()) return fail('budget', 'signature checks');
+  if (checksCertificate && policy.ca) {
     const c = verifyCertificate(a.certificate, policy.ca, now, policy.limits);
     if (!c.ok) return c;
     const cert = c.value;
@@ -94,8 +102,6 @@ export function evaluateAnnouncement(
       return fail('certificate-key-mismatch');
     }
     rights = { role: cert.roles, topics: cert.topics, notBefore: cert.notBefore, notAfter: cert.notAfter, certified: true };
-  } else if (policy.strict) {
-    return fail('no-certificate');
   } else {
     // Outside strict mode a peer without a (checkable) certificate is trusted on first use,
     // with full rights: the editor says so in red, and strict is the default.

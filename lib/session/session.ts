@@ -295,8 +295,20 @@ export class SecureSession {
     if (topicId === this.deviceId) return fail('own-message');
     const current = this.peers.get(topicId);
     if (!current && this.peers.size >= this.limits.maxPeers) return fail('peer-limit');
-    const policy = { strict: this.strict, ca: this.ca, limits: this.limits, isRevoked: (id: string, key: Uint8Array) => this.isRevoked(id, key) };
+    // The certificate and announcement signatures are checked under the claimed id's budget
+    // (and the global one): a flood of forged announcements cannot take the main thread (§6.7).
+    let ticket: ReturnType<VerificationBudget['admit']>;
+    const policy = {
+      strict: this.strict, ca: this.ca, limits: this.limits, isRevoked: (id: string, key: Uint8Array) => this.isRevoked(id, key),
+      admitSignatureChecks: (): boolean => {
+        const t = this.admit('verify', topicId, now);
+        if (t === false) return false;
+        ticket = t;
+        return true;
+      },
+    };
     const r = evaluateAnnouncement(payload, topicId, current, policy, now);
+    if (ticket) this.budget?.settle(ticket, r.ok);
     if (!r.ok) return r;
     const peer = r.value.peer;
     if (r.value.kind === 'trusted') {

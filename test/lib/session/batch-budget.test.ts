@@ -12,7 +12,7 @@ import { randomKey } from '../../../lib/crypto/symmetric';
 import { decodeDirectEnvelope, encodeEnvelope, encodeEnvelopeBlob, messageDigest } from '../../../lib/wire/envelope';
 import { decodeTopicEnvelope, encodeTopicEnvelopeHeader } from '../../../lib/wire/topic-envelope';
 import { REASONS } from '../../../lib/result';
-import { T0, assertReason, certify, keysFor, pair, regionsOf, session, withU32 } from '../fixtures';
+import { T0, assertReason, certify, countCrypto, keysFor, pair, regionsOf, session, withU32 } from '../fixtures';
 import type { IdentityBundle } from '../../../lib';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -252,6 +252,45 @@ describe('verification budgets (docs/PROTOCOL.md §6.7)', function () {
       const e = await mallory.sealDirect(TOPIC, enc('x'), 'bb-rx-off', T0);
       const seq = (decodeDirectEnvelope(e) as { value: { seq: bigint } }).value.seq;
       for (let k = 1; k <= 10; k++) assertReason(await off.open(TOPIC, withSeq(e, seq + BigInt(k)), T0), 'bad-signature');
+    });
+
+    it('I5 forged announcements spend the claimed id\'s and the global signature budget; cheap refusals spend nothing; honest peers recover', async () => {
+      const r = session(certify(keysFor({ id: 'bb-rx-ann' }), { roles: 'sub', topics: ['plant/#'] }), { budget: SMALL });
+      const forge = async (s: SecureSession): Promise<Uint8Array> => {
+        const a = Uint8Array.from(await s.buildAnnouncement(T0));
+        a[a.length - 5] ^= 1; // inside the announcement signature: the certificate still verifies
+        return a;
+      };
+      const spoofed = session(certify(keysFor({ id: 'bb-spoof' }), { roles: 'pub', topics: ['plant/#'] }));
+      const forged = await forge(spoofed);
+      const reasons: string[] = [];
+      const { counts } = await countCrypto(async () => {
+        for (let i = 0; i < 10; i++) {
+          const res = await r.handleAnnouncement(spoofed.announcementTopic(), forged, T0);
+          reasons.push(res.ok ? 'accepted' : res.reason);
+        }
+      });
+      assert.deepEqual(tally(reasons.map((x) => (x === 'accepted' ? { ok: true } : { ok: false, reason: x }))), { 'bad-signature': 4, budget: 6 });
+      assert.ok(counts.verify <= 8, `two checks (certificate, signature) per admitted forgery, none after: ${counts.verify}`);
+      // Cheap refusals cost no token: no certificate in strict mode, undecodable bytes.
+      const bare = session(keysFor({ id: 'bb-bare' }), { strict: false });
+      for (let i = 0; i < 10; i++) {
+        assertReason(await r.handleAnnouncement(bare.announcementTopic(), await bare.buildAnnouncement(T0), T0), 'no-certificate');
+        assertReason(await r.handleAnnouncement('pqc/keys/bb-junk', Uint8Array.of(1, 2, 3), T0), ['bad-magic', 'truncated']);
+      }
+      // Many claimed ids: the global bucket (burst 20, 4 already spent) bounds them together.
+      const many = [];
+      for (let i = 0; i < 20; i++) many.push(session(certify(keysFor({ id: `bb-many-${i}` }), { roles: 'pub', topics: ['plant/#'] })));
+      const spread: string[] = [];
+      for (const s of many) {
+        const res = await r.handleAnnouncement(s.announcementTopic(), await forge(s), T0);
+        spread.push(res.ok ? 'accepted' : res.reason);
+      }
+      assert.deepEqual(tally(spread.map((x) => (x === 'accepted' ? { ok: true } : { ok: false, reason: x }))), { 'bad-signature': 16, budget: 4 });
+      // A second later the global bucket has refilled (rate 10/s): an honest peer is trusted.
+      const honest = session(certify(keysFor({ id: 'bb-honest' }), { roles: 'pub', topics: ['plant/#'] }));
+      const later = await r.handleAnnouncement(honest.announcementTopic(), await honest.buildAnnouncement(T0 + 1000), T0 + 1000);
+      assert.ok(later.ok, later.ok ? '' : later.reason);
     });
 
     it('forged key messages spend the publisher\'s signature budget, not other publishers\'', async () => {
