@@ -27,6 +27,7 @@ import type { SecureSession } from '../lib/session/session';
 import { decodeTopicEnvelope } from '../lib/wire/topic-envelope';
 import { startMosquitto, type MosquittoBroker } from '../test/helpers/mosquitto';
 import { chartInputFromResult, renderChart } from './chart';
+import { corePipeline } from './core';
 import { cryptoTable, poolTable, type CryptoRow, type PoolRow } from './crypto-table';
 import { startNodeRed, type EmbeddedRed } from './nodered';
 import { markdownTable, percentile, round } from './stats';
@@ -42,6 +43,8 @@ const WINDOW = Number(process.argv.find((a) => a.startsWith('--window='))?.slice
 /** Most envelopes under one batch signature (default: the session's default). */
 const LEAVES_ARG = process.argv.find((a) => a.startsWith('--leaves='))?.slice('--leaves='.length);
 const BATCH = LEAVES_ARG ? { maxLeaves: Number(LEAVES_ARG) } : undefined;
+/** The largest batches the trailer allows (pqc-config "batch size" 255): more bytes, fewer signatures. */
+const WIDE_BATCH = { maxLeaves: 255 };
 
 // --- results -----------------------------------------------------------------------------------
 
@@ -70,6 +73,14 @@ export interface ScenarioResult {
   verificationsPerMsg?: number;
   wirePayloadBytes?: number;
   wirePacketBytes?: number;
+}
+
+/** CPU µs per topic-mode message in the core alone, crypto on the main thread (bench/core.ts). */
+interface CoreRow {
+  batch: string;
+  sealUs: number;
+  openUs: number;
+  signaturesPerMsg: number;
 }
 
 interface LatencyResult {
@@ -429,6 +440,16 @@ async function main(): Promise<void> {
   const crypto: CryptoRow[] = ONLY ? [] : cryptoTable();
   const pool: PoolRow[] = ONLY ? [] : await poolTable(machine.cores);
 
+  log('core pipeline (no MQTT, no Node-RED)');
+  const core: CoreRow[] = [];
+  if (!ONLY) {
+    for (const leaves of [16, 255]) {
+      const r = await corePipeline(8192, leaves);
+      core.push({ batch: `≤ ${leaves}`, sealUs: round(r.sealUs), openUs: round(r.openUs), signaturesPerMsg: round(r.signatures) });
+    }
+    setCryptoOffload('auto');
+  }
+
   log('starting mosquitto');
   const broker = await startMosquitto();
   // The test helper logs every packet (log_type all); that would cost the broker more than the
@@ -458,9 +479,10 @@ async function main(): Promise<void> {
     let template: Buffer | undefined;
     const sender = bench.session('cfgS');
     for (const [name, p, batch] of [
-      ['plain', PIPELINES.plain, true], ['direct', PIPELINES.direct, true], ['topic (batched)', PIPELINES.topic, true], ['topic (one signature each)', PIPELINES.topic, false],
+      ['plain', PIPELINES.plain, BATCH], ['direct', PIPELINES.direct, BATCH], ['topic (batched)', PIPELINES.topic, BATCH],
+      ['topic (batches ≤ 255)', PIPELINES.topic, WIDE_BATCH], ['topic (one signature each)', PIPELINES.topic, false],
     ] as const) {
-      sender.setBatching(batch ? BATCH : false);
+      sender.setBatching(batch);
       const s = await sniffSizes(broker.url, bench, p);
       sizes[name] = { payload: s.payload, packet: s.packet };
       if (p.name === 'topic' && s.sample) template = s.sample;
@@ -470,16 +492,17 @@ async function main(): Promise<void> {
     const scenarios: ScenarioResult[] = [];
     const pqcRun = { maxMessages: 30_000, maxSeconds: 6, window: WINDOW };
     scenarios.push(await bench.throughput(PIPELINES.plain, 'plain: core mqtt out → mqtt in', { maxMessages: 60_000, maxSeconds: 4, window: WINDOW }));
-    const runs: Array<[string, Pipeline, boolean, 'auto' | 'never']> = [
-      ['pqc direct, batched signatures', PIPELINES.direct, true, 'auto'],
+    const runs: Array<[string, Pipeline, typeof BATCH | typeof WIDE_BATCH | false, 'auto' | 'never']> = [
+      ['pqc direct, batched signatures', PIPELINES.direct, BATCH, 'auto'],
       ['pqc direct, one signature each', PIPELINES.direct, false, 'auto'],
       ['pqc topic, one signature each', PIPELINES.topic, false, 'auto'],
-      ['pqc topic, batched signatures', PIPELINES.topic, true, 'auto'],
-      ['pqc topic, batched, crypto on main thread', PIPELINES.topic, true, 'never'],
+      ['pqc topic, batched signatures', PIPELINES.topic, BATCH, 'auto'],
+      ['pqc topic, batches of up to 255', PIPELINES.topic, WIDE_BATCH, 'auto'],
+      ['pqc topic, batched, crypto on main thread', PIPELINES.topic, BATCH, 'never'],
     ];
     for (const [label, p, batch, offload] of runs) {
       if (ONLY && !label.includes(ONLY)) continue;
-      sender.setBatching(batch ? BATCH : false);
+      sender.setBatching(batch);
       setCryptoOffload(offload);
       scenarios.push(await bench.throughput(p, label, pqcRun));
       setCryptoOffload('auto');
@@ -488,7 +511,8 @@ async function main(): Promise<void> {
     const plain = scenarios[0];
     for (const s of scenarios) {
       s.ratioToPlain = round(s.msgsPerSec / plain.msgsPerSec);
-      const size = s.mode === 'plain' ? sizes.plain : s.mode === 'direct' ? sizes.direct : s.batching === 'off' ? sizes['topic (one signature each)'] : sizes['topic (batched)'];
+      const size = s.mode === 'plain' ? sizes.plain : s.mode === 'direct' ? sizes.direct : s.batching === 'off' ? sizes['topic (one signature each)']
+        : s.scenario.includes('255') ? sizes['topic (batches ≤ 255)'] : sizes['topic (batched)'];
       s.wirePayloadBytes = size?.payload;
       s.wirePacketBytes = size?.packet;
     }
@@ -516,6 +540,7 @@ async function main(): Promise<void> {
       qos: 0,
       crypto,
       pool,
+      core,
       wireSizes: sizes,
       scenarios,
       latency,
@@ -539,6 +564,9 @@ async function main(): Promise<void> {
       ]) + `\n\nlegitimate throughput under flood: ${floodResult.ratio} of unflooded\n\n`);
     }
     process.stdout.write(markdownTable(crypto.map((c) => ({ suite: c.suite, operation: c.operation, 'ms (median)': c.ms }))) + '\n\n');
+    process.stdout.write(markdownTable(core.map((c) => ({
+      'core, topic mode, batch': c.batch, 'seal µs CPU': c.sealUs, 'open µs CPU': c.openUs, 'signatures / msg': c.signaturesPerMsg,
+    }))) + '\n\n');
     process.stdout.write(markdownTable(pool.map((r) => ({ algorithm: r.algorithm, op: r.operation, 'main thread /s': r.inlinePerSec, [`pool of ${r.workers} /s`]: r.poolPerSec }))) + '\n\n');
     log(`wrote bench/results/${base}.json and .svg`);
   } finally {
