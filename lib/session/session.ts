@@ -65,6 +65,18 @@ interface PendingMessage {
   resolve: (r: Result<OpenedMessage> | Promise<Result<OpenedMessage>>) => void;
 }
 
+/** The authorized subscribers of one data topic at one time (see SecureSession.subscribersOf). */
+interface TopicMembers {
+  readonly members: ReadonlyMap<string, TrustedPeer>;
+  readonly keys: ReadonlySet<string>;
+  readonly version: number;
+  /** The membership may change at this time (a certificate starts or ends). */
+  readonly validUntil: number;
+}
+
+/** Data topics whose membership a publisher keeps (all are dropped when more appear). */
+const MAX_CACHED_MEMBERSHIPS = 1024;
+
 export interface SessionOptions {
   provider: SecurityProvider;
   /** The pinned CA public key (trust anchor); required in strict mode. */
@@ -203,6 +215,9 @@ export class SecureSession {
   private readonly announcements = new Map<string, Uint8Array>();
   private timeFloor = 0;
   private readonly publisherKeys = new Map<string, PublisherTopicKey>();
+  /** Authorized subscribers per data topic (see subscribersOf); `membershipVersion` moves when peers or revocations change. */
+  private readonly membersByTopic = new Map<string, TopicMembers>();
+  private membershipVersion = 0;
   private readonly topicKeys: TopicKeyCache;
   private pending: PendingMessage[] = [];
   private readonly sealing = new Map<string, Promise<void>>();
@@ -313,6 +328,7 @@ export class SecureSession {
     const peer = r.value.peer;
     if (r.value.kind === 'trusted') {
       this.peers.set(peer.deviceId, peer);
+      this.membershipVersion++;
       this.announcements.set(peer.deviceId, Uint8Array.from(payload));
       this.trustChanges++;
     }
@@ -543,10 +559,10 @@ export class SecureSession {
     if (!isValidTopicName(topic, this.limits.maxTopicBytes)) throw new Error(`invalid topic ${JSON.stringify(topic)}`);
     checkStrategy(strategy);
     this.assertMayPublish(topic, now);
-    const members = this.subscribersOf(topic, now);
+    const { members, keys: memberKeys } = this.subscribersOf(topic, now);
     let key = this.publisherKeys.get(topic);
     let keyMessage: SealedTopicMessage['keyMessage'];
-    if (!key || needsRotation(key, strategy, new Set(members.keys()), now, data.length)) {
+    if (!key || needsRotation(key, strategy, memberKeys, now, data.length)) {
       const serial = this.takeSequence(now);
       const mek = randomKey();
       const notAfter = strategy.kind === 'schedule' ? scheduleEnd(strategy, now) : 0;
@@ -567,7 +583,7 @@ export class SecureSession {
       if (payload.length > this.limits.maxKeyMessageBytes) {
         throw new Error(`key message of ${payload.length} bytes for ${members.size} subscribers exceeds the limit of ${this.limits.maxKeyMessageBytes}`);
       }
-      key = { serial, dataKey: topicDataKey(mek), createdAt: now, notAfter, members: new Set(members.keys()), packets: 0, bytes: 0 };
+      key = { serial, dataKey: topicDataKey(mek), createdAt: now, notAfter, members: memberKeys, packets: 0, bytes: 0 };
       mek.fill(0);
       this.publisherKeys.set(topic, key);
       keyMessage = { topic: keyTopic, payload, serial, recipients: [...members.values()].map((m) => m.deviceId) };
@@ -589,15 +605,30 @@ export class SecureSession {
     return keyMessage ? { blob, keyMessage, keySerial: key.serial } : { blob, keySerial: key.serial };
   }
 
-  /** Trusted, unrevoked, currently valid peers allowed to read `topic`, by "device/keyid". */
-  private subscribersOf(topic: string, now: number): Map<string, TrustedPeer> {
-    const out = new Map<string, TrustedPeer>();
+  /**
+   * Trusted, unrevoked, currently valid peers allowed to read `topic`, by "device/keyid", and
+   * the set of their keys. Kept per topic until the peers or revocations change or a
+   * certificate among them starts or ends (the next validity boundary), so a publisher does not
+   * walk every peer for every message.
+   */
+  private subscribersOf(topic: string, now: number): TopicMembers {
+    const cached = this.membersByTopic.get(topic);
+    if (cached && cached.version === this.membershipVersion && now < cached.validUntil) return cached;
+    const members = new Map<string, TrustedPeer>();
+    let validUntil = Number.POSITIVE_INFINITY;
+    const t = BigInt(Math.floor(now));
     for (const peer of this.peers.values()) {
+      // The membership changes when a not-yet-valid certificate starts or a valid one ends.
+      if (t < peer.notBefore) validUntil = Math.min(validUntil, Number(peer.notBefore));
+      else if (t <= peer.notAfter) validUntil = Math.min(validUntil, Number(peer.notAfter) + 1);
       if (this.isRevoked(peer.deviceId, peer.keyId) || !checkValidity(peer, now).ok) continue;
       if (!maySubscribe(peer, topic)) continue;
-      out.set(`${peer.deviceId}/${toHex(peer.keyId)}`, peer);
+      members.set(`${peer.deviceId}/${toHex(peer.keyId)}`, peer);
     }
-    return out;
+    const entry: TopicMembers = { members, keys: new Set(members.keys()), version: this.membershipVersion, validUntil };
+    if (this.membersByTopic.size >= MAX_CACHED_MEMBERSHIPS) this.membersByTopic.clear();
+    this.membersByTopic.set(topic, entry);
+    return entry;
   }
 
   /**
@@ -754,6 +785,7 @@ export class SecureSession {
     const r = applyRevocation(this.revocations, payload, topic, this.revocationTopic, this.ca, this.limits);
     if (!r.ok) return r;
     this.revocations = r.value.state;
+    this.membershipVersion++;
     this.revocationBytes = Uint8Array.from(payload);
     this.trustChanges++;
     const untrusted: string[] = [];

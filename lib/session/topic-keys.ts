@@ -72,8 +72,11 @@ export function needsRotation(
   dataBytes: number,
 ): boolean {
   if (!key) return true;
-  if (key.members.size !== members.size) return true;
-  for (const m of members) if (!key.members.has(m)) return true;
+  // The same set object (the publisher's cached membership) means nothing changed.
+  if (key.members !== members) {
+    if (key.members.size !== members.size) return true;
+    for (const m of members) if (!key.members.has(m)) return true;
+  }
   if (key.packets >= MAX_PACKETS_PER_KEY) return true;
   switch (strategy.kind) {
     case 'ephemeral':

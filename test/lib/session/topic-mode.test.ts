@@ -266,4 +266,23 @@ describe('topic mode: topic keys and strategies', function () {
     const later = await pub.sealTopic(TOPIC, Buffer.from('b'), T0 + 2 * DAY);
     assert.deepEqual(later.keyMessage!.recipients, []);
   });
+
+  it('membership follows certificate boundaries to the millisecond and new peers at once, however often the publisher sends', async () => {
+    const pub = session(certify(keysFor({ id: 'tk-edge-pub' }), { roles: 'pub', topics: ['plant/#'] }));
+    const ending = session(certify(keysFor({ id: 'tk-edge-end' }), { roles: 'sub', topics: ['plant/#'], notBefore: T0 - DAY, notAfter: T0 + 1000 }));
+    const starting = session(certify(keysFor({ id: 'tk-edge-start' }), { roles: 'sub', topics: ['plant/#'], notBefore: T0 + 2000, notAfter: T0 + DAY }));
+    await pair(pub, ending);
+    await introduce(pub, starting, T0 + 2000); // trusted once valid; its record stays
+    const keyed = async (at: number): Promise<string[] | undefined> => (await pub.sealTopic(TOPIC, Buffer.from('x'), at)).keyMessage?.recipients;
+    assert.deepEqual(await keyed(T0 + 2000), ['tk-edge-start'], 'the ending one is past its end, the starting one has begun');
+    assert.equal(await keyed(T0 + 2001), undefined, 'same members: same key');
+    const late = session(certify(keysFor({ id: 'tk-edge-late' }), { roles: 'sub', topics: ['plant/#'] }));
+    await introduce(pub, late, T0 + 2002);
+    assert.deepEqual((await keyed(T0 + 2002))?.sort(), ['tk-edge-late', 'tk-edge-start'], 'a new peer joins the next key at once');
+    const fresh = session(certify(keysFor({ id: 'tk-edge-pub2' }), { roles: 'pub', topics: ['plant/#'] }));
+    await pair(fresh, ending);
+    assert.deepEqual(await (async () => (await fresh.sealTopic(TOPIC, Buffer.from('y'), T0 + 1000)).keyMessage?.recipients)(), ['tk-edge-end'], 'valid through its last millisecond');
+    assert.equal((await fresh.sealTopic(TOPIC, Buffer.from('y'), T0 + 1000)).keyMessage, undefined);
+    assert.deepEqual((await fresh.sealTopic(TOPIC, Buffer.from('z'), T0 + 1001)).keyMessage?.recipients, [], 'gone one millisecond later');
+  });
 });
