@@ -30,8 +30,7 @@ import { EXIT } from '../../lib/cli/main';
 import { startAedes, type AedesBroker } from '../helpers/aedes';
 import { CliSandbox } from '../cli/cli-harness';
 import {
-  BrokerWatch, Inbox, configNode, credentialsFor, makeFixtures, readyConfig, waitConnected, waitForPeer, waitForStatus,
-  waitSubscribed, type Fixtures,
+  BrokerWatch, configNode, credentialsFor, type Fixtures, Inbox, makeFixtures, readyConfig, waitForPeer, waitForStatus, waitPaired, waitSubscribed,
 } from '../nodes/node-harness';
 
 helper.init(require.resolve('node-red'));
@@ -104,10 +103,7 @@ describe('lifecycle: key rotation and certificate expiry', function () {
       const ok = new Inbox(helper.getNode('ok'));
       const rej = new Inbox(helper.getNode('rej'));
       const cfgG = helper.getNode('cfgG');
-      await waitConnected(helper.getNode('cfgS'));
-      await waitConnected(cfgG);
-      await waitForPeer(helper.getNode('cfgS'), 'gateway');
-      await waitForPeer(cfgG, 'sensor-1');
+      await waitPaired(helper.getNode('cfgS'), cfgG);
       await waitSubscribed(cfgG, 'plant/#');
       const gatewayClient = readyConfig(cfgG).connection.clientId;
       const oldSensorClient = readyConfig(helper.getNode('cfgS')).connection.clientId;

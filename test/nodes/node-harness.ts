@@ -135,6 +135,14 @@ export async function waitForPeer(node: TestNode, deviceId: string): Promise<voi
   });
 }
 
+/** Sensor and gateway config nodes connected and trusting each other (the fixtures' ids). */
+export async function waitPaired(sensorConfig: TestNode, gatewayConfig: TestNode): Promise<void> {
+  await waitConnected(sensorConfig);
+  await waitConnected(gatewayConfig);
+  await waitForPeer(sensorConfig, 'gateway');
+  await waitForPeer(gatewayConfig, 'sensor-1');
+}
+
 // --- node status and errors (the helper spies on Node.prototype and emits call:<method>) ------
 
 interface SpyCall {

@@ -13,8 +13,7 @@ import { decodeDirectEnvelope } from '../../lib/wire/envelope';
 import { startAedes, type AedesBroker } from '../helpers/aedes';
 import { startMosquitto, type MosquittoBroker } from '../helpers/mosquitto';
 import {
-  BrokerWatch, Inbox, configNode, credentialsFor, errorTexts, lastStatus, makeFixtures, readyConfig, waitConnected, waitForError, waitForPeer,
-  waitSubscribed, secretSamples, type Fixtures,
+  BrokerWatch, configNode, credentialsFor, errorTexts, type Fixtures, Inbox, lastStatus, makeFixtures, readyConfig, secretSamples, waitConnected, waitForError, waitForPeer, waitPaired, waitSubscribed,
 } from './node-harness';
 
 helper.init(require.resolve('node-red'));
@@ -136,10 +135,7 @@ describe('nodes: pqc-config', function () {
       await helper.load(NODES, flow, { cfgS: credentialsFor(fx.sensor), cfgG: credentialsFor(fx.gateway) });
       const cfgS = helper.getNode('cfgS');
       const cfgG = helper.getNode('cfgG');
-      await waitConnected(cfgS);
-      await waitConnected(cfgG);
-      await waitForPeer(cfgS, 'gateway');
-      await waitForPeer(cfgG, 'sensor-1');
+      await waitPaired(cfgS, cfgG);
       await waitSubscribed(cfgG, 'plant/#');
       const sender = readyConfig(cfgS).session;
       const receiver = readyConfig(cfgG).session;

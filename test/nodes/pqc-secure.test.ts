@@ -11,8 +11,7 @@ import inNodeModule from '../../nodes/pqc-secure-in';
 import { REASON_CODES } from '../../lib';
 import { startAedes, type AedesBroker } from '../helpers/aedes';
 import {
-  BrokerWatch, Inbox, allTexts, configNode, credentialsFor, errorTexts, makeFixtures, readyConfig, waitConnected,
-  waitForError, waitForPeer, waitForStatus, secretSamples, type Fixtures,
+  allTexts, BrokerWatch, configNode, credentialsFor, errorTexts, type Fixtures, Inbox, makeFixtures, readyConfig, secretSamples, waitForError, waitForStatus, waitPaired,
 } from './node-harness';
 
 helper.init(require.resolve('node-red'));
@@ -66,10 +65,7 @@ describe('nodes: pqc-secure-out → broker → pqc-secure-in', function () {
   async function ready(gatewayFilters: string[]): Promise<void> {
     const cfgS = helper.getNode('cfgS');
     const cfgG = helper.getNode('cfgG');
-    await waitConnected(cfgS);
-    await waitConnected(cfgG);
-    await waitForPeer(cfgS, 'gateway');
-    await waitForPeer(cfgG, 'sensor-1');
+    await waitPaired(cfgS, cfgG);
     const clientId = readyConfig(cfgG).connection.clientId;
     for (const f of gatewayFilters) await watch.subscribed(clientId, f);
   }
