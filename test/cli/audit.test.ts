@@ -5,22 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { SoftwareProvider, identityPublicInfo, parseIdentityJson, type IdentityBundle } from '../../lib/index';
+import { SoftwareProvider, identityPublicInfo, type IdentityBundle } from '../../lib/index';
 import { EXIT } from '../../lib/cli/main';
 import { AuditLog } from '../../lib/io/audit-log';
 import { buildAnnouncement } from '../../lib/session/announce';
 import { AUDIT_LIMITS } from '../../lib/trust/audit';
-import { CliSandbox, type CliResult } from './cli-harness';
-
-function ok(r: CliResult): CliResult {
-  assert.equal(r.code, EXIT.ok, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
-
-function fails(r: CliResult, code: number, message: RegExp): void {
-  assert.equal(r.code, code, `expected exit ${code}, got ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  assert.match(r.stderr, message);
-}
+import { CliSandbox, fails, ok } from './cli-harness';
 
 describe('pqc-iiot audit verify', function () {
   this.timeout(60_000);
@@ -43,7 +33,7 @@ describe('pqc-iiot audit verify', function () {
     ok(await box.run(['identity', 'new', '--id', 'gw-1', '--sig', 'ml-dsa-44', '--out', 'gw-1.json']));
     ok(await box.run(['ca', 'issue', '--dir', 'ca', '--identity', 'gw-1.json', '--roles', 'both', '--topics', 'plant/#']));
     ok(await box.run(['identity', 'new', '--id', 'gw-1', '--sig', 'ml-dsa-44', '--out', 'impostor.json']));
-    identity = parseIdentityJson(fs.readFileSync(box.path('gw-1.json'), 'utf8'));
+    identity = box.readIdentity('gw-1.json');
 
     const log = await AuditLog.open({ file: box.path('audit.jsonl'), provider: new SoftwareProvider(identity), now: () => box.now });
     await log.record('peer-trusted', { peer: 'sensor-1', epoch: 1 });
@@ -63,13 +53,7 @@ describe('pqc-iiot audit verify', function () {
     fs.writeFileSync(box.path('gw-1.public.json'), JSON.stringify(identityPublicInfo(identity), null, 2));
   });
 
-  after(() => {
-    try {
-      assert.equal(box.leaks().length, 0, 'a secret key appeared in CLI output');
-    } finally {
-      box.cleanup();
-    }
-  });
+  after(() => box.finish());
 
   it('"audit verify --help" documents FILE and --pub and exits 0', async () => {
     const r = ok(await box.run(['audit', 'verify', '--help']));

@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { removeDir, tempDir } from './cli-harness';
 
 // dist/test/cli/bin.test.js → dist/lib/cli/main.js
 const MAIN = path.resolve(__dirname, '..', '..', 'lib', 'cli', 'main.js');
@@ -35,9 +35,9 @@ describe('pqc-iiot binary (child process)', function () {
   let dir: string;
 
   before(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pqc-bin-'));
+    dir = tempDir('pqc-bin-');
   });
-  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  after(() => removeDir(dir));
 
   it('starts with a node shebang so the package bin runs directly', () => {
     assert.equal(fs.readFileSync(MAIN, 'utf8').split('\n')[0], '#!/usr/bin/env node');

@@ -6,55 +6,21 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import {
-  SecureSession, SoftwareProvider, decodeCertificate, parseCaKeyPairJson, parseCaPublicKeyText, parseIdentityJson,
-  verifyCertificate, type CaPublicKey, type IdentityBundle,
-} from '../../lib/index';
+import { SecureSession, SoftwareProvider, decodeCertificate, parseCaKeyPairJson, verifyCertificate } from '../../lib/index';
 import { EXIT } from '../../lib/cli/main';
 import { BACKDATE_MS } from '../../lib/cli/ca';
-import { CliSandbox, modeOf, type CliResult } from './cli-harness';
+import { CliSandbox, fails, modeOf, ok, show, type CliResult } from './cli-harness';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
-
-function ok(r: CliResult): CliResult {
-  assert.equal(r.code, EXIT.ok, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
-
-function fails(r: CliResult, code: number, message: RegExp): void {
-  assert.equal(r.code, code, `expected exit ${code}, got ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  assert.match(r.stderr, message);
-}
-
-/** Results of the core carry bigints, which JSON.stringify refuses: for assertion messages. */
-function show(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? `<${v.length} bytes>` : v));
-}
-
-function readIdentity(file: string): IdentityBundle {
-  return parseIdentityJson(fs.readFileSync(file, 'utf8'));
-}
-
-function readCaPub(file: string): CaPublicKey {
-  const r = parseCaPublicKeyText(fs.readFileSync(file, 'utf8'));
-  assert.ok(r.ok, `ca.pub does not parse: ${show(r)}`);
-  return r.value;
-}
 
 describe('pqc-iiot CLI', function () {
   this.timeout(60_000);
   const box = new CliSandbox();
   const NOW = box.now;
 
-  after(() => {
-    try {
-      assert.ok(box.secrets.size >= 7, `expected the secrets of every file to be collected, got ${box.secrets.size}`);
-      // Count only: printing the offending output would put the (test) secret into the log too.
-      assert.equal(box.leaks().length, 0, 'a secret key appeared in CLI output');
-    } finally {
-      box.cleanup();
-    }
-  });
+  after(() => box.finish(() => {
+    assert.ok(box.secrets.size >= 7, `expected the secrets of every file to be collected, got ${box.secrets.size}`);
+  }));
 
   describe('top level', () => {
     it('prints the command overview on --help (exit 0) and on no arguments (exit 2)', async () => {
@@ -99,7 +65,7 @@ describe('pqc-iiot CLI', function () {
       assert.ok(r.stdout.split('\n').includes(pubText), 'stdout carries the ca.pub text on its own line');
       const pair = parseCaKeyPairJson(fs.readFileSync(keyFile, 'utf8'));
       assert.equal(pair.publicKey.sigAlgorithm, 'ML-DSA-44');
-      assert.deepEqual(readCaPub(pubFile).publicKey, pair.publicKey.publicKey);
+      assert.deepEqual(box.readCaPub('ca', 'ca.pub').publicKey, pair.publicKey.publicKey);
     });
 
     it('refuses to overwrite an existing CA without --force, leaving it untouched', async () => {
@@ -110,9 +76,9 @@ describe('pqc-iiot CLI', function () {
 
     it('replaces a CA with --force and honours --sig', async () => {
       ok(await box.run(['ca', 'init', '--dir', 'ca-replaced', '--sig', 'ml-dsa-44']));
-      const first = readCaPub(box.path('ca-replaced', 'ca.pub'));
+      const first = box.readCaPub('ca-replaced', 'ca.pub');
       ok(await box.run(['ca', 'init', '--dir', 'ca-replaced', '--force', '--sig', 'ML-DSA-65']));
-      const second = readCaPub(box.path('ca-replaced', 'ca.pub'));
+      const second = box.readCaPub('ca-replaced', 'ca.pub');
       assert.equal(second.sigAlgorithm, 'ML-DSA-65');
       assert.notDeepEqual(second.keyId, first.keyId);
       assert.equal(modeOf(box.path('ca-replaced', 'ca-key.json')), 0o600);
@@ -133,7 +99,7 @@ describe('pqc-iiot CLI', function () {
       const r = ok(await box.run(['identity', 'new', '--id', 'sensor-1', '--out', 'sensor-1.json', '--sig', 'ml-dsa-44']));
       const file = box.path('sensor-1.json');
       assert.equal(modeOf(file), 0o600);
-      const bundle = readIdentity(file);
+      const bundle = box.readIdentity('sensor-1.json');
       assert.equal(bundle.deviceId, 'sensor-1');
       assert.equal(bundle.sigAlgorithm, 'ML-DSA-44');
       assert.equal(bundle.kemAlgorithm, 'ML-KEM-768');
@@ -147,14 +113,14 @@ describe('pqc-iiot CLI', function () {
 
     it('uses ML-KEM-768 + Falcon-512 by default', async () => {
       ok(await box.run(['identity', 'new', '--id', 'controller-1', '--out', 'controller-1.json']));
-      const bundle = readIdentity(box.path('controller-1.json'));
+      const bundle = box.readIdentity('controller-1.json');
       assert.equal(bundle.kemAlgorithm, 'ML-KEM-768');
       assert.equal(bundle.sigAlgorithm, 'Falcon-512');
     });
 
     it('honours --kem and --epoch', async () => {
       ok(await box.run(['identity', 'new', '--id', 'gw.7', '--out', 'gw.json', '--kem', 'ml-kem-1024', '--sig', 'ml-dsa-44', '--epoch', '7']));
-      const bundle = readIdentity(box.path('gw.json'));
+      const bundle = box.readIdentity('gw.json');
       assert.equal(bundle.kemAlgorithm, 'ML-KEM-1024');
       assert.equal(bundle.keyEpoch, 7);
     });
@@ -189,7 +155,7 @@ describe('pqc-iiot CLI', function () {
 
     it('accepts a device id of exactly 128 characters', async () => {
       ok(await box.run(['identity', 'new', '--id', 'a'.repeat(128), '--out', 'long-id.json', '--sig', 'ml-dsa-44']));
-      assert.equal(readIdentity(box.path('long-id.json')).deviceId.length, 128);
+      assert.equal(box.readIdentity('long-id.json').deviceId.length, 128);
     });
 
     it('rejects unknown algorithms, bad epochs, missing options and a missing directory', async () => {
@@ -213,9 +179,9 @@ describe('pqc-iiot CLI', function () {
       ]));
       const file = box.path('sensor-1.json');
       assert.equal(modeOf(file), 0o600);
-      const bundle = readIdentity(file);
+      const bundle = box.readIdentity('sensor-1.json');
       assert.ok(bundle.certificate, 'bundle has a certificate');
-      const ca = readCaPub(box.path('ca', 'ca.pub'));
+      const ca = box.readCaPub('ca', 'ca.pub');
       const verified = verifyCertificate(bundle.certificate, ca, NOW);
       assert.ok(verified.ok, show(verified));
       const cert = verified.value;
@@ -239,7 +205,7 @@ describe('pqc-iiot CLI', function () {
       const r = ok(await box.run(['ca', 'issue', '--dir', 'ca', '--identity', 'controller-1.json', '--roles', 'both', '--topics', 'plant/#']));
       assert.match(r.stderr, /warning: identity file controller-1.json holds private keys but has mode 0644/);
       assert.equal(modeOf(box.path('controller-1.json')), 0o600);
-      const cert = decodeCertificate(readIdentity(box.path('controller-1.json')).certificate!);
+      const cert = decodeCertificate(box.readIdentity('controller-1.json').certificate!);
       assert.ok(cert.ok);
       assert.equal(cert.value.notAfter - cert.value.notBefore, BigInt(365 * DAY_MS + BACKDATE_MS));
       assert.equal(cert.value.roles, 'both');
@@ -310,9 +276,9 @@ describe('pqc-iiot CLI', function () {
 
   describe('issued identities in the protocol core (strict mode)', () => {
     it('two devices enrolled by the CLI trust each other and exchange a message', async () => {
-      const ca = readCaPub(box.path('ca', 'ca.pub'));
-      const sensor = readIdentity(box.path('sensor-1.json')); // pub on plant/line1/#, plant/alarms
-      const controller = readIdentity(box.path('controller-1.json')); // both on plant/#
+      const ca = box.readCaPub('ca', 'ca.pub');
+      const sensor = box.readIdentity('sensor-1.json'); // pub on plant/line1/#, plant/alarms
+      const controller = box.readIdentity('controller-1.json'); // both on plant/#
       const sensorSession = new SecureSession({ provider: new SoftwareProvider(sensor), caPublicKey: ca, strict: true });
       const controllerSession = new SecureSession({ provider: new SoftwareProvider(controller), caPublicKey: ca, strict: true });
 
@@ -343,20 +309,20 @@ describe('pqc-iiot CLI', function () {
     it('a device enrolled by another CA is refused, and so is one without a certificate', async () => {
       ok(await box.run(['identity', 'new', '--id', 'intruder', '--out', 'intruder.json', '--sig', 'ml-dsa-44']));
       assert.throws(
-        () => new SecureSession({ provider: new SoftwareProvider(readIdentity(box.path('intruder.json'))), caPublicKey: readCaPub(box.path('ca', 'ca.pub')) }),
+        () => new SecureSession({ provider: new SoftwareProvider(box.readIdentity('intruder.json')), caPublicKey: box.readCaPub('ca', 'ca.pub') }),
         /strict mode needs a certificate/,
       );
       ok(await box.run(['ca', 'issue', '--dir', 'ca-replaced', '--identity', 'intruder.json', '--roles', 'both', '--topics', '#']));
-      const intruder = readIdentity(box.path('intruder.json'));
-      const ca = readCaPub(box.path('ca', 'ca.pub'));
+      const intruder = box.readIdentity('intruder.json');
+      const ca = box.readCaPub('ca', 'ca.pub');
       const wrongCa = verifyCertificate(intruder.certificate!, ca, NOW);
       assert.deepEqual(wrongCa.ok ? 'ok' : wrongCa.reason, 'bad-certificate');
 
       const intruderSession = new SecureSession({
-        provider: new SoftwareProvider(intruder), caPublicKey: readCaPub(box.path('ca-replaced', 'ca.pub')), strict: true,
+        provider: new SoftwareProvider(intruder), caPublicKey: box.readCaPub('ca-replaced', 'ca.pub'), strict: true,
       });
       const controllerSession = new SecureSession({
-        provider: new SoftwareProvider(readIdentity(box.path('controller-1.json'))), caPublicKey: ca, strict: true,
+        provider: new SoftwareProvider(box.readIdentity('controller-1.json')), caPublicKey: ca, strict: true,
       });
       const verdict = await controllerSession.handleAnnouncement(
         intruderSession.announcementTopic(), await intruderSession.buildAnnouncement(NOW), NOW,
@@ -421,7 +387,7 @@ describe('pqc-iiot CLI', function () {
     });
 
     it('decodes a raw certificate and verifies it against the right CA only', async () => {
-      fs.writeFileSync(box.path('sensor-1.cert.bin'), readIdentity(box.path('sensor-1.json')).certificate!);
+      fs.writeFileSync(box.path('sensor-1.cert.bin'), box.readIdentity('sensor-1.json').certificate!);
       const c = json(ok(await box.run(['inspect', 'sensor-1.cert.bin', '--ca', 'ca'])));
       assert.equal(c.type, 'certificate');
       assert.equal(c.roles, 'pub');

@@ -9,30 +9,15 @@ import fs from 'node:fs';
 import {
   isRevoked, EMPTY_REVOCATIONS, applyRevocation, type RevocationState,
 } from '../../lib/trust/revocation';
-import { parseCaPublicKeyText, parseIdentityJson, toHex, type CaPublicKey } from '../../lib/index';
+import { toHex, type CaPublicKey } from '../../lib/index';
 import { EXIT } from '../../lib/cli/main';
 import { MqttConnection, type IncomingMessage } from '../../lib/io/mqtt-connection';
 import { ALL_KEYS, decodeRevocation } from '../../lib/wire/revocation';
 import { freePort, LOOPBACK } from '../helpers/free-port';
 import { startMosquitto, type MosquittoBroker } from '../helpers/mosquitto';
-import { CliSandbox, type CliResult } from './cli-harness';
+import { CliSandbox, fails, ok, show } from './cli-harness';
 
 const TOPIC = 'pqc/revocations';
-
-function ok(r: CliResult): CliResult {
-  assert.equal(r.code, EXIT.ok, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
-
-function fails(r: CliResult, code: number, message: RegExp): void {
-  assert.equal(r.code, code, `expected exit ${code}, got ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  assert.match(r.stderr, message);
-}
-
-/** Results of the core carry bigints and bytes, which JSON.stringify refuses: for assertion messages. */
-function show(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? `<${v.length} bytes>` : v));
-}
 
 /** Receives the retained message on `topic` as a fresh subscriber would (waits on the message, not a timer). */
 async function retained(port: number, topic: string): Promise<IncomingMessage> {
@@ -61,19 +46,11 @@ describe('pqc-iiot ca revoke', function () {
     ok(await box.run(['ca', 'init', '--dir', 'ca']));
     ok(await box.run(['ca', 'init', '--dir', 'other-ca']));
     ok(await box.run(['identity', 'new', '--id', 'sensor-1', '--sig', 'ml-dsa-44', '--out', 'sensor-1.json']));
-    sensorKeyId = toHex(parseIdentityJson(fs.readFileSync(box.path('sensor-1.json'), 'utf8')).keyId);
-    const pub = parseCaPublicKeyText(fs.readFileSync(box.path('ca', 'ca.pub'), 'utf8'));
-    assert.ok(pub.ok);
-    caPub = pub.value;
+    sensorKeyId = toHex(box.readIdentity('sensor-1.json').keyId);
+    caPub = box.readCaPub('ca', 'ca.pub');
   });
 
-  after(() => {
-    try {
-      assert.equal(box.leaks().length, 0, 'a secret key appeared in CLI output');
-    } finally {
-      box.cleanup();
-    }
-  });
+  after(() => box.finish());
 
   it('"ca revoke --help" documents its options; "ca" lists it', async () => {
     const r = ok(await box.run(['ca', 'revoke', '--help']));
@@ -231,22 +208,21 @@ describe('pqc-iiot ca revoke', function () {
 
     it('I7 --broker publishes the update retained at QoS 1; a later subscriber receives it and applyRevocation accepts it', async () => {
       ok(await box.run(['ca', 'init', '--dir', 'ca-pub']));
-      const pub = parseCaPublicKeyText(fs.readFileSync(box.path('ca-pub', 'ca.pub'), 'utf8'));
-      assert.ok(pub.ok);
+      const pub = box.readCaPub('ca-pub', 'ca.pub');
       const r = ok(await box.run(['ca', 'revoke', '--dir', 'ca-pub', '--id', 'sensor-1', '--key-id', sensorKeyId, '--broker', broker.url]));
       assert.match(r.stdout, new RegExp(`published retained \\(QoS 1\\) on pqc/revocations at mqtt://${LOOPBACK}:${broker.port}`));
 
       const m = await retained(broker.port, TOPIC);
       assert.equal(m.retain, true);
       assert.deepEqual(new Uint8Array(m.payload), bin('ca-pub'));
-      const applied = applyRevocation(EMPTY_REVOCATIONS, new Uint8Array(m.payload), m.topic, TOPIC, pub.value);
+      const applied = applyRevocation(EMPTY_REVOCATIONS, new Uint8Array(m.payload), m.topic, TOPIC, pub);
       assert.ok(applied.ok, show(applied));
       assert.ok(isRevoked(applied.value.state, 'sensor-1', Buffer.from(sensorKeyId, 'hex')));
 
       // The next update replaces the retained one.
       ok(await box.run(['ca', 'revoke', '--dir', 'ca-pub', '--id', 'plc-7', '--broker', broker.url]));
       const next = await retained(broker.port, TOPIC);
-      const a2 = applyRevocation(applied.value.state, new Uint8Array(next.payload), next.topic, TOPIC, pub.value);
+      const a2 = applyRevocation(applied.value.state, new Uint8Array(next.payload), next.topic, TOPIC, pub);
       assert.ok(a2.ok && a2.value.state.seq === 1n && a2.value.added[0].deviceId === 'plc-7');
     });
 

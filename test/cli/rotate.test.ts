@@ -5,26 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { decodeCertificate, parseIdentityJson, toHex, type IdentityBundle } from '../../lib/index';
+import { decodeCertificate, toHex } from '../../lib/index';
 import { EXIT } from '../../lib/cli/main';
-import { CliSandbox, modeOf, type CliResult } from './cli-harness';
+import { CliSandbox, fails, modeOf, ok } from './cli-harness';
 
 const DAY = 86_400_000;
-
-function ok(r: CliResult): CliResult {
-  assert.equal(r.code, EXIT.ok, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
-
-function fails(r: CliResult, code: number, message: RegExp): void {
-  assert.equal(r.code, code, `expected exit ${code}, got ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  assert.match(r.stderr, message);
-}
 
 describe('pqc-iiot identity rotate and certificate renewal', function () {
   this.timeout(60_000);
   const box = new CliSandbox();
-  const read = (file: string): IdentityBundle => parseIdentityJson(fs.readFileSync(box.path(file), 'utf8'));
 
   before(async () => {
     ok(await box.run(['ca', 'init', '--dir', 'ca']));
@@ -40,8 +29,8 @@ describe('pqc-iiot identity rotate and certificate renewal', function () {
   it('writes the next epoch: same device and algorithms, new keys, no certificate, mode 0600; the old file is untouched', async () => {
     const before = fs.readFileSync(box.path('sensor-7.json'));
     const r = ok(await box.run(['identity', 'rotate', '--in', 'sensor-7.json', '--out', 'sensor-7.e2.json']));
-    const old = read('sensor-7.json');
-    const next = read('sensor-7.e2.json');
+    const old = box.readIdentity('sensor-7.json');
+    const next = box.readIdentity('sensor-7.e2.json');
     assert.deepEqual(fs.readFileSync(box.path('sensor-7.json')), before, 'old identity unchanged');
     assert.equal(next.deviceId, 'sensor-7');
     assert.equal(next.keyEpoch, old.keyEpoch + 1);
@@ -57,17 +46,17 @@ describe('pqc-iiot identity rotate and certificate renewal', function () {
 
     // The new epoch is certified like any identity, and rotates again to epoch 3.
     ok(await box.run(['ca', 'issue', '--dir', 'ca', '--identity', 'sensor-7.e2.json', '--roles', 'pub', '--topics', 'plant/a/#']));
-    const cert = decodeCertificate(read('sensor-7.e2.json').certificate!);
+    const cert = decodeCertificate(box.readIdentity('sensor-7.e2.json').certificate!);
     assert.ok(cert.ok);
     assert.equal(cert.value.keyEpoch, 2);
     assert.equal(toHex(cert.value.keyId), toHex(next.keyId));
     ok(await box.run(['identity', 'rotate', '--in', 'sensor-7.e2.json', '--out', 'sensor-7.e3.json']));
-    assert.equal(read('sensor-7.e3.json').keyEpoch, 3);
+    assert.equal(box.readIdentity('sensor-7.e3.json').keyEpoch, 3);
   });
 
   it('--kem and --sig choose other algorithms for the new keys', async () => {
     ok(await box.run(['identity', 'rotate', '--in', 'sensor-7.json', '--out', 'sensor-7.alg.json', '--kem', 'ml-kem-1024', '--sig', 'falcon-512']));
-    const next = read('sensor-7.alg.json');
+    const next = box.readIdentity('sensor-7.alg.json');
     assert.equal(next.kemAlgorithm, 'ML-KEM-1024');
     assert.equal(next.sigAlgorithm, 'Falcon-512');
     assert.equal(next.keyEpoch, 2);
@@ -93,9 +82,9 @@ describe('pqc-iiot identity rotate and certificate renewal', function () {
   it('renewal: "ca issue" again on the same identity gives a new validity for the same key and epoch', async () => {
     ok(await box.run(['identity', 'new', '--id', 'renewed', '--sig', 'ml-dsa-44', '--out', 'renewed.json']));
     ok(await box.run(['ca', 'issue', '--dir', 'ca', '--identity', 'renewed.json', '--roles', 'sub', '--topics', 'plant/#', '--days', '30']));
-    const first = read('renewed.json');
+    const first = box.readIdentity('renewed.json');
     ok(await box.run(['ca', 'issue', '--dir', 'ca', '--identity', 'renewed.json', '--roles', 'sub', '--topics', 'plant/#', '--days', '30'], { now: box.now + 20 * DAY }));
-    const second = read('renewed.json');
+    const second = box.readIdentity('renewed.json');
     const [a, b] = [first, second].map((i) => decodeCertificate(i.certificate!));
     assert.ok(a.ok && b.ok);
     assert.equal(toHex(second.keyId), toHex(first.keyId));
