@@ -114,7 +114,7 @@ export function fixed(n: number): Field<Uint8Array> {
     },
     decode(r) {
       const b = r.take(n);
-      return b === undefined ? undefined : Uint8Array.from(b);
+      return b === undefined ? undefined : new Uint8Array(b);
     },
   };
 }
@@ -136,7 +136,7 @@ export function sized(prefix: 1 | 2 | 4, max: number, min = 0): Field<Uint8Array
       if (n === undefined) return undefined;
       if (n > max || n < min) return r.fail('bad-length');
       const b = r.take(n);
-      return b === undefined ? undefined : Uint8Array.from(b);
+      return b === undefined ? undefined : new Uint8Array(b);
     },
   };
 }

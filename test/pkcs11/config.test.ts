@@ -38,7 +38,7 @@ describe('pkcs11: pqc-config with a token identity', function () {
 
   after(() => {
     hsm?.cleanup();
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
   function build(settings: Partial<ConfigSettings>, pin: string | undefined): ConfigOutcome {
