@@ -433,6 +433,7 @@ function assemble(parts: {
   endpoint.on('announcement-rejected', ({ topic, reason }) => auditRejected(reason, { topic: auditText(topic) }));
   endpoint.on('revocation-rejected', ({ topic, reason }) => auditRejected(reason, { topic: auditText(topic) }));
   endpoint.on('key-message-rejected', ({ topic, reason }) => auditRejected(reason, { topic: auditText(topic) }));
+  endpoint.on('manifest-rejected', ({ topic, reason }) => auditRejected(reason, { topic: auditText(topic) }));
   endpoint.start();
 
   const fail = (problem: StateProblem, message: string): StartState => {
