@@ -955,7 +955,13 @@ export class SecureSession {
     if (!validity.ok) return validity;
     if (this.limits.maxClockSkewMs > 0 && Math.abs(Number(m.timestamp) - now) > this.limits.maxClockSkewMs) return fail('stale');
     const digest = manifestDigest(m.signedBytes);
-    const signed = await this.verifiedManifests.check(peer.keyId, digest, m.signature, () => this.checkSignature(peer, m.signature, digest, now));
+    // Checked at once (possibly off the main thread), applied in arrival order per sender: a later
+    // manifest verified first would release newer envelopes ahead of older held ones, and push
+    // those out of the replay window (§5).
+    const signed = await this.inSenderOrder(
+      `manifest:${m.senderId}`,
+      this.verifiedManifests.check(peer.keyId, digest, m.signature, () => this.checkSignature(peer, m.signature, digest, now)),
+    );
     if (!signed.ok) return signed;
     // Revoked or rotated while the signature was checked: its digests count for nothing now.
     if (this.peers.get(m.senderId) !== peer) return fail(this.isRevoked(m.senderId, peer.keyId) ? 'revoked' : 'stale-key');

@@ -142,6 +142,33 @@ describe('compact mode (docs/PROTOCOL.md §4.8)', function () {
       assert.ok((await small.open(TOPIC, sealed[2].envelope, T0)).ok);
     });
 
+    it('I4 manifests checked concurrently are applied in arrival order: more than a replay window of held envelopes all released', async () => {
+      const p = compactPublisher('cm-order-pub', { compactBatch: { maxLeaves: 16, maxDelayMs: 1000 } });
+      const s = subscriber('cm-order-sub');
+      await pair(p.s, s);
+      const keyed = await p.s.sealTopic(TOPIC, enc('key'), T0);
+      assert.ok((await s.handleKeyMessage(keyed.keyMessage!.topic, keyed.keyMessage!.payload, T0)).ok);
+      const sealed: SealedTopicMessage[] = [];
+      for (let b = 0; b < 5; b++) sealed.push(...(await sealBatch(p, s, 16, `b${b}-`)));
+      assert.ok(sealed.length > s.limits.replayWindow);
+      const opening = sealed.map((x) => s.open(TOPIC, x.envelope, T0));
+      const manifests = await p.covering(sealed.length);
+      // The first manifest's signature check is the slowest (as a busy worker thread makes it):
+      // the later ones finish first and must still wait for it.
+      const internals = s as unknown as { checkSignature: (...a: unknown[]) => Promise<unknown> };
+      const check = internals.checkSignature.bind(s);
+      let calls = 0;
+      internals.checkSignature = async (...a: unknown[]) => {
+        if (calls++ === 0) await new Promise((r) => setTimeout(r, 200));
+        return check(...a);
+      };
+      // All handed over at once, as a burst from the broker: their checks overlap.
+      const verdicts = await Promise.all(manifests.map((m) => s.handleManifest(m.topic, m.payload, T0)));
+      assert.ok(verdicts.every((v) => v.ok));
+      const results = await Promise.all(opening);
+      assert.deepEqual(results.filter((r) => !r.ok).map((r) => (r.ok ? '' : r.reason)), []);
+    });
+
     it('an envelope that arrives before its key message is held until both key and manifest arrived', async () => {
       const sealed = await sealBatch(pub, undefined, 3);
       const opening = sealed.map((x) => sub.open(TOPIC, x.envelope, T0));
