@@ -60,6 +60,8 @@ export interface ManifestStats {
 export class ManifestBatcher {
   private readonly window: BatchWindow<Uint8Array>;
   private readonly counters: ManifestStats = { manifests: 0, envelopes: 0, largest: 0 };
+  /** The hand-over of the previous manifest: manifests go out in batch order (see signManifest). */
+  private handedOver: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly signer: ManifestSigner,
@@ -69,7 +71,7 @@ export class ManifestBatcher {
     readonly options: BatchOptions,
     scheduler: BatchScheduler = EVENT_LOOP_SCHEDULER,
   ) {
-    this.window = new BatchWindow(options, (batch) => void this.signManifest(batch), scheduler);
+    this.window = new BatchWindow(options, (batch) => this.signManifest(batch), scheduler);
   }
 
   /** Adds the message digest of a compact envelope just sealed. */
@@ -85,9 +87,14 @@ export class ManifestBatcher {
     return { ...this.counters };
   }
 
-  private async signManifest(digests: Uint8Array[]): Promise<void> {
+  /**
+   * Signs at once (signatures of several batches may run in parallel on worker threads), but
+   * hands manifests over in batch order: receivers apply manifests in arrival order, and a later
+   * batch released first would push the older envelopes out of their replay window (§5).
+   */
+  private signManifest(digests: Uint8Array[]): void {
     const sink = this.sink();
-    try {
+    const signing = (async () => {
       const body = encodeBatchManifestBody({
         senderId: this.signer.senderId,
         senderKeyEpoch: this.signer.keyEpoch,
@@ -96,14 +103,22 @@ export class ManifestBatcher {
         timestamp: BigInt(Math.floor(this.clock())),
         digests,
       });
-      const payload = encodeBatchManifest(body, await this.signer.sign(manifestDigest(body)));
+      return encodeBatchManifest(body, await this.signer.sign(manifestDigest(body)));
+    })();
+    signing.catch(() => undefined); // reported below, in order
+    this.handedOver = this.handedOver.then(async () => {
+      let payload: Uint8Array;
+      try {
+        payload = await signing;
+      } catch (error) {
+        sink?.failed(error, digests.length);
+        return;
+      }
       this.counters.manifests++;
       this.counters.envelopes += digests.length;
       if (digests.length > this.counters.largest) this.counters.largest = digests.length;
       sink?.manifest({ topic: this.topic, payload, count: digests.length });
-    } catch (error) {
-      sink?.failed(error, digests.length);
-    }
+    });
   }
 }
 

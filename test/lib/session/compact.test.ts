@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type { SealedTopicMessage, SecureSession } from '../../../lib/session/session';
-import type { ManifestMessage } from '../../../lib/session/compact';
+import { ManifestBatcher, type ManifestMessage } from '../../../lib/session/compact';
 import { SoftwareProvider } from '../../../lib/session/provider';
 import { EMPTY_REVOCATIONS, issueRevocation } from '../../../lib/trust/revocation';
 import { decodeBatchManifest, encodeBatchManifest, manifestDigest } from '../../../lib/wire/batch-manifest';
@@ -393,6 +393,36 @@ describe('compact mode (docs/PROTOCOL.md §4.8)', function () {
       assertReason(await narrow.open(TOPIC, sealed[0].envelope, T0), 'not-authorized');
       assertReason(await pub.s.open(TOPIC, sealed[0].envelope, T0), 'own-message');
     });
+  });
+
+  it('I4 the sender hands manifests over in batch order even when a later signature finishes first', async () => {
+    const identity = keysFor({ id: 'cm-order-sender' });
+    const provider = new SoftwareProvider(identity);
+    let signs = 0;
+    const out: ManifestMessage[] = [];
+    const batcher = new ManifestBatcher(
+      {
+        senderId: identity.deviceId, keyEpoch: identity.keyEpoch, keyId: identity.keyId, sigAlgorithm: identity.sigAlgorithm,
+        // The first batch's signature is the slowest.
+        sign: async (d) => {
+          const delay = signs++ === 0 ? 100 : 0;
+          await new Promise((r) => setTimeout(r, delay));
+          return provider.sign(d);
+        },
+      },
+      'pqc/batches/cm-order-sender',
+      () => ({ manifest: (m) => out.push(m), failed: (e) => assert.fail(String(e)) }),
+      () => T0,
+      { maxLeaves: 1, maxDelayMs: 0 },
+    );
+    const digests = [0, 1, 2].map((i) => new Uint8Array(32).fill(i + 1));
+    for (const d of digests) batcher.add(d);
+    for (let i = 0; i < 200 && out.length < 3; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(out.map((m) => {
+      const d = decodeBatchManifest(m.payload);
+      return d.ok ? d.value.digests[0][0] : -1;
+    }), [1, 2, 3]);
+    assert.equal(batcher.stats.manifests, 3);
   });
 
   it('the sender refuses compact mode without a manifest sink, and a reading too large for a compact envelope', async () => {
