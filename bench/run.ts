@@ -50,7 +50,7 @@ const WIDE_BATCH = { maxLeaves: 255 };
 
 export interface ScenarioResult {
   scenario: string;
-  mode: 'plain' | 'direct' | 'topic';
+  mode: 'plain' | 'direct' | 'topic' | 'compact';
   batching: string;
   offload: string;
   sent: number;
@@ -145,7 +145,7 @@ function mosquittoPid(broker: MosquittoBroker): number | undefined {
 // --- the flow ----------------------------------------------------------------------------------
 
 interface Pipeline {
-  name: 'plain' | 'direct' | 'topic';
+  name: 'plain' | 'direct' | 'topic' | 'compact';
   out: string;
   sink: string;
   topic: string;
@@ -155,7 +155,12 @@ const PIPELINES: Record<Pipeline['name'], Pipeline> = {
   plain: { name: 'plain', out: 'plainOut', sink: 'sinkPlain', topic: 'bench/plain' },
   direct: { name: 'direct', out: 'directOut', sink: 'sinkDirect', topic: 'bench/direct' },
   topic: { name: 'topic', out: 'topicOut', sink: 'sinkTopic', topic: 'bench/topic' },
+  // Topic mode with compact signatures (docs/PROTOCOL.md §4.8): one manifest per batch.
+  compact: { name: 'compact', out: 'compactOut', sink: 'sinkCompact', topic: 'bench/compact' },
 };
+
+/** Where the bench sender ("sensor") publishes its compact-mode batch manifests. */
+const MANIFEST_TOPIC = 'pqc/batches/sensor';
 
 function buildFlow(port: number) {
   const now = Date.now();
@@ -187,10 +192,12 @@ function buildFlow(port: number) {
     config('cfgG'),
     { id: 'directOut', z, type: 'pqc-secure-out', pqcConfig: 'cfgS', topic: 'bench/direct', qos: '0', retain: '', recipients: 'gateway', wires: [] },
     { id: 'topicOut', z, type: 'pqc-secure-out', pqcConfig: 'cfgS', topic: 'bench/topic', qos: '0', retain: '', recipients: '', wires: [] },
+    { id: 'compactOut', z, type: 'pqc-secure-out', pqcConfig: 'cfgS', topic: 'bench/compact', qos: '0', retain: '', recipients: '', signatures: 'compact', wires: [] },
     // Rejections go to their own sink, so the bench can say why anything was refused.
     { id: 'directIn', z, type: 'pqc-secure-in', pqcConfig: 'cfgG', topic: 'bench/direct', qos: '0', datatype: 'buffer', rejections: true, outputs: 2, wires: [['sinkDirect'], ['sinkRejected']] },
     { id: 'topicIn', z, type: 'pqc-secure-in', pqcConfig: 'cfgG', topic: 'bench/topic', qos: '0', datatype: 'buffer', rejections: true, outputs: 2, wires: [['sinkTopic'], ['sinkRejected']] },
-    ...['sinkPlain', 'sinkDirect', 'sinkTopic', 'sinkRejected'].map((id) => ({ id, z, type: 'bench-sink', wires: [] })),
+    { id: 'compactIn', z, type: 'pqc-secure-in', pqcConfig: 'cfgG', topic: 'bench/compact', qos: '0', datatype: 'buffer', rejections: true, outputs: 2, wires: [['sinkCompact'], ['sinkRejected']] },
+    ...['sinkPlain', 'sinkDirect', 'sinkTopic', 'sinkCompact', 'sinkRejected'].map((id) => ({ id, z, type: 'bench-sink', wires: [] })),
   ];
   const credentials = { cfgS: { identity: identityToJson(sensor) }, cfgG: { identity: identityToJson(gateway) } };
   return { flows, credentials };
@@ -257,7 +264,8 @@ class Bench {
     const sender = p.name === 'plain' ? undefined : this.session('cfgS');
     const receiver = p.name === 'plain' ? undefined : this.session('cfgG');
     this.takeRejections();
-    const sig0 = sender?.throughputStats.batching?.signatures ?? 0;
+    const signaturesSoFar = (): number => (sender?.throughputStats.batching?.signatures ?? 0) + (sender?.throughputStats.manifests.manifests ?? 0);
+    const sig0 = signaturesSoFar();
     const ver0 = receiver?.throughputStats.verifications ?? 0;
     const eld = monitorEventLoopDelay({ resolution: 5 });
     const cpu0 = process.cpuUsage();
@@ -298,7 +306,7 @@ class Bench {
     const seconds = (lastReceive - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const wall = (performance.now() - t0) / 1000;
-    const signatures = (sender?.throughputStats.batching?.signatures ?? 0) - sig0;
+    const signatures = signaturesSoFar() - sig0;
     const verifications = (receiver?.throughputStats.verifications ?? 0) - ver0;
     const result: ScenarioResult = {
       scenario: label,
@@ -361,23 +369,36 @@ class Bench {
   }
 }
 
-/** Payload and packet sizes as a subscriber on the broker sees them. */
+/**
+ * Payload and packet sizes per message as a subscriber on the broker sees them. In compact mode
+ * each message also carries its share of the batch manifests (QoS 1) published meanwhile.
+ */
 async function sniffSizes(url: string, bench: Bench, p: Pipeline, messages = 48): Promise<{ payload: number; packet: number; sample?: Buffer }> {
   const client = await mqtt.connectAsync(url, { reconnectPeriod: 0, clientId: `bench-sniffer-${p.name}` });
   const sizes: number[] = [];
+  let manifestPayload = 0;
+  let manifestPackets = 0;
   let sample: Buffer | undefined;
   client.on('message', (topic, payload) => {
+    if (topic === MANIFEST_TOPIC) {
+      manifestPayload += payload.length;
+      manifestPackets += publishPacketSize(topic, payload.length, 1, 4);
+      return;
+    }
     if (topic !== p.topic) return;
     sizes.push(payload.length);
     sample = payload;
   });
   await client.subscribeAsync(p.topic, { qos: 0 });
+  if (p.name === 'compact') await client.subscribeAsync(MANIFEST_TOPIC, { qos: 0 });
   await sleep(100);
   await bench.paced(p, 400, messages);
   await sleep(200);
   await client.endAsync();
-  const payload = sizes.reduce((s, n) => s + n, 0) / Math.max(1, sizes.length);
-  return { payload: round(payload), packet: round(publishPacketSize(p.topic, Math.round(payload), 0, 4)), sample };
+  const n = Math.max(1, sizes.length);
+  const payload = sizes.reduce((s, x) => s + x, 0) / n;
+  const packets = sizes.reduce((s, x) => s + publishPacketSize(p.topic, x, 0, 4), 0) / n;
+  return { payload: round(payload + manifestPayload / n), packet: round(packets + manifestPackets / n), sample };
 }
 
 async function flood(url: string, bench: Bench, template: Buffer, legitRate: number, floodRate: number, seconds: number): Promise<FloodResult> {
@@ -481,6 +502,7 @@ async function main(): Promise<void> {
     for (const [name, p, batch] of [
       ['plain', PIPELINES.plain, BATCH], ['direct', PIPELINES.direct, BATCH], ['topic (batched)', PIPELINES.topic, BATCH],
       ['topic (batches ≤ 255)', PIPELINES.topic, WIDE_BATCH], ['topic (one signature each)', PIPELINES.topic, false],
+      ['topic (compact)', PIPELINES.compact, BATCH],
     ] as const) {
       sender.setBatching(batch);
       const s = await sniffSizes(broker.url, bench, p);
@@ -499,6 +521,7 @@ async function main(): Promise<void> {
       ['pqc topic, batched signatures', PIPELINES.topic, BATCH, 'auto'],
       ['pqc topic, batches of up to 255', PIPELINES.topic, WIDE_BATCH, 'auto'],
       ['pqc topic, batched, crypto on main thread', PIPELINES.topic, BATCH, 'never'],
+      ['pqc topic, compact', PIPELINES.compact, BATCH, 'auto'],
     ];
     for (const [label, p, batch, offload] of runs) {
       if (ONLY && !label.includes(ONLY)) continue;
@@ -511,8 +534,8 @@ async function main(): Promise<void> {
     const plain = scenarios[0];
     for (const s of scenarios) {
       s.ratioToPlain = round(s.msgsPerSec / plain.msgsPerSec);
-      const size = s.mode === 'plain' ? sizes.plain : s.mode === 'direct' ? sizes.direct : s.batching === 'off' ? sizes['topic (one signature each)']
-        : s.scenario.includes('255') ? sizes['topic (batches ≤ 255)'] : sizes['topic (batched)'];
+      const size = s.mode === 'plain' ? sizes.plain : s.mode === 'direct' ? sizes.direct : s.mode === 'compact' ? sizes['topic (compact)']
+        : s.batching === 'off' ? sizes['topic (one signature each)'] : s.scenario.includes('255') ? sizes['topic (batches ≤ 255)'] : sizes['topic (batched)'];
       s.wirePayloadBytes = size?.payload;
       s.wirePacketBytes = size?.packet;
     }

@@ -16,6 +16,8 @@ export { peekType, STRUCTURE_TYPES, type StructureType } from './wire/header';
 export { decodeAnnouncement, type DecodedAnnouncement } from './wire/announcement';
 export { decodeCertificate, ROLES, type Role, type DecodedCertificate } from './wire/certificate';
 export { decodeDirectEnvelope, type DecodedEnvelope } from './wire/envelope';
+export { decodeCompactEnvelope, type DecodedCompactEnvelope } from './wire/compact-envelope';
+export { decodeBatchManifest, type DecodedBatchManifest } from './wire/batch-manifest';
 export {
   caPublicKeyToText, parseCaPublicKeyText, decodeCaPublicKey, encodeCaPublicKey, CA_KEY_TEXT_PREFIX, type CaPublicKey,
 } from './wire/ca-key';
@@ -31,11 +33,13 @@ export {
 } from './session/identity';
 export { SoftwareProvider, type SecurityProvider } from './session/provider';
 export {
-  SecureSession, initialSequenceFor, DEFAULT_KEYS_TOPIC_PREFIX, DEFAULT_REVOCATION_TOPIC, SEQUENCE_RESERVATION, STATE_FORMAT,
+  SecureSession, initialSequenceFor, DEFAULT_KEYS_TOPIC_PREFIX, DEFAULT_REVOCATION_TOPIC, DEFAULT_BATCH_MANIFEST_PREFIX, SEQUENCE_RESERVATION, STATE_FORMAT,
+  type TopicSealOptions, type ManifestVerdict,
   type SessionOptions, type OpenedMessage, type AnnouncementVerdict, type RevocationVerdict, type TrustSnapshot,
   type CounterSnapshot, type RestoreReport, type ThroughputStats,
 } from './session/session';
 export { DEFAULT_BATCH_OPTIONS, DEFAULT_VERIFIED_ROOTS, type BatchOptions } from './session/batch';
+export { DEFAULT_VERIFIED_DIGESTS, type ManifestMessage, type ManifestSink } from './session/compact';
 export { DEFAULT_BUDGET, VerificationBudget, type BudgetOptions, type BudgetOverrides } from './trust/budget';
 export { CryptoWorkerPool, setCryptoOffload, cryptoOffload, closeSharedCryptoPool, type OffloadMode } from './crypto/worker-pool';
 export { issueRevocation, applyRevocation, isRevoked, EMPTY_REVOCATIONS, type RevocationState } from './trust/revocation';

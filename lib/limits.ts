@@ -29,6 +29,12 @@ export interface Limits {
   readonly pendingKeyWaitMs: number;
   /** How long the previous topic key still opens in-flight messages after a rotation (ms). */
   readonly topicKeyGraceMs: number;
+  /** Whole batch manifest of compact mode (§2.11): up to 255 digests and a signature. */
+  readonly maxManifestBytes: number;
+  /** Compact envelopes held while their batch manifest has not verified yet (§4.8). */
+  readonly maxCompactPending: number;
+  /** How long such an envelope is held before it is rejected with `unsigned` (ms). */
+  readonly compactWaitMs: number;
   /** Sliding replay window width in sequence numbers (I4). */
   readonly replayWindow: number;
   /** Accepted clock skew for envelope timestamps in ms; 0 turns the check off. */
@@ -61,6 +67,13 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   pendingKeyWaitMs: 5000,
   // Covers in-flight messages and QoS 1 redelivery around a rotation.
   topicKeyGraceMs: 30_000,
+  // 255 digests (8160 bytes), the header and an ML-DSA-65 signature (3309) fit with room to spare.
+  maxManifestBytes: 16 * 1024,
+  // Every compact envelope waits for its manifest (which follows its batch): a few full batches
+  // of several senders; each hold is one decrypted reading.
+  maxCompactPending: 1024,
+  // A manifest follows the last envelope of its batch within the sender's batch delay.
+  compactWaitMs: 2000,
   // Seed 004 (I4): 64-bit bitmap.
   replayWindow: 64,
   // Off by default: many field devices have no trusted clock; replay windows do not need time.
@@ -80,6 +93,9 @@ const BOUNDS: Readonly<Record<keyof Limits, readonly [number, number]>> = Object
   maxPendingMessages: [0, 100_000],
   pendingKeyWaitMs: [0, 600_000],
   topicKeyGraceMs: [0, 24 * 3600 * 1000],
+  maxManifestBytes: [1024, 1024 * 1024],
+  maxCompactPending: [0, 100_000],
+  compactWaitMs: [0, 600_000],
   replayWindow: [1, 4096],
   maxClockSkewMs: [0, 365 * 24 * 3600 * 1000],
 });

@@ -40,6 +40,7 @@ export const REASONS = Object.freeze({
   'revoked': 'sender key has been revoked',
   'no-key': 'topic key for this message never arrived (or was superseded) in time',
   'budget': 'too many signature checks or decapsulations failed recently, for this sender or in total: refused without checking',
+  'unsigned': 'compact envelope whose batch manifest did not verify within compactWaitMs',
   // Lifecycle: revocation updates and stored state (I6, I7).
   'rollback': 'update is not newer than the one already applied, or drops revoked entries',
   'state-rollback': 'stored state is older than its generation counter says (restored copy)',

@@ -18,6 +18,7 @@ interface SecureOutProperties {
   keyStrategy?: string;
   keyThreshold?: string;
   keyEpoch?: string;
+  signatures?: string;
 }
 
 export = function (RED: RedRuntime): void {

@@ -27,6 +27,7 @@ export const LABELS = Object.freeze({
   batchLeaf: 'pqc-iiot:batch-leaf:v1',
   batchNode: 'pqc-iiot:batch-node:v1',
   batchRoot: 'pqc-iiot:batch-root:v1',
+  batchManifest: 'pqc-iiot:batch-manifest:v1',
 } as const);
 
 export type Label = (typeof LABELS)[keyof typeof LABELS];

@@ -23,6 +23,7 @@ import { SecureSession, type RestoreReport } from '../session/session';
 import { parseCaPublicKeyText } from '../wire/ca-key';
 import { decodeDirectEnvelope } from '../wire/envelope';
 import { peekType } from '../wire/header';
+import { decodeCompactEnvelope } from '../wire/compact-envelope';
 import { decodeTopicEnvelope } from '../wire/topic-envelope';
 import { AuditLog } from './audit-log';
 import { holdCryptoWorkersOff, type CryptoWorkersChoice } from './crypto-workers';
@@ -212,7 +213,10 @@ function auditText(value: string): string {
 /** The sender an envelope claims (unverified; for the audit entry only), or undefined. */
 function claimedSender(payload: Uint8Array, limits: SecureSession['limits']): string | undefined {
   if (!(payload instanceof Uint8Array) || payload.length > limits.maxEnvelopeBytes) return undefined;
-  const decoded = peekType(payload) === 'topicEnvelope' ? decodeTopicEnvelope(payload, limits) : decodeDirectEnvelope(payload, limits);
+  const type = peekType(payload);
+  const decoded = type === 'topicEnvelope' ? decodeTopicEnvelope(payload, limits)
+    : type === 'compactEnvelope' ? decodeCompactEnvelope(payload, limits)
+    : decodeDirectEnvelope(payload, limits);
   return decoded.ok ? decoded.value.senderId : undefined;
 }
 
@@ -452,6 +456,7 @@ function assemble(parts: {
   endpoint.on('announcement-rejected', ({ topic, reason }) => auditRejected(reason, { topic: auditText(topic) }));
   endpoint.on('revocation-rejected', ({ topic, reason }) => auditRejected(reason, { topic: auditText(topic) }));
   endpoint.on('key-message-rejected', ({ topic, reason }) => auditRejected(reason, { topic: auditText(topic) }));
+  endpoint.on('manifest-rejected', ({ topic, reason }) => auditRejected(reason, { topic: auditText(topic) }));
   endpoint.start();
 
   const fail = (problem: StateProblem, message: string): StartState => {

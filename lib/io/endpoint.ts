@@ -1,7 +1,7 @@
 /**
  * Wires one SecureSession (sans-I/O core) to one MQTT connection: publishes the signed key
  * announcement (retained) on every connect, feeds announcements from `pqc/keys/+` and CA-signed
- * revocation updates (retained, I7) to the session, seals outgoing data per recipient, and opens incoming envelopes once per MQTT message
+ * revocation updates (retained, I7) to the session, publishes and checks compact-mode batch manifests (§4.8), seals outgoing data per recipient, and opens incoming envelopes once per MQTT message
  * for every node whose filter matches. Node files only map what it returns to Node-RED.
  */
 import { EventEmitter } from 'node:events';
@@ -11,6 +11,7 @@ import { isValidDeviceId } from '../wire/fields';
 import { decodeDirectEnvelope } from '../wire/envelope';
 import { peekType } from '../wire/header';
 import { decodeTopicEnvelope } from '../wire/topic-envelope';
+import { decodeCompactEnvelope } from '../wire/compact-envelope';
 import type { AnnouncementVerdict, RevocationVerdict, SecureSession } from '../session/session';
 import type { KeyStrategy } from '../session/topic-keys';
 import { publishPacketSize, type IncomingMessage, type MessageHandler, type MqttConnection, type PublishOptions, type QoS } from './mqtt-connection';
@@ -28,6 +29,7 @@ export type EndpointSession = Pick<
   | 'deviceId' | 'limits' | 'announcementTopic' | 'announcementFilter' | 'isAnnouncementTopic' | 'buildAnnouncement' | 'handleAnnouncement'
   | 'sealDirect' | 'open' | 'revocationTopic' | 'handleRevocation'
   | 'sealTopic' | 'handleKeyMessage' | 'topicKeyFilter' | 'isTopicKeyTopic' | 'expirePending'
+  | 'setManifestSink' | 'flushManifests' | 'handleManifest' | 'batchManifestFilter' | 'isBatchManifestTopic'
 >;
 
 export interface PqcInfo {
@@ -71,6 +73,11 @@ export interface SendOptions extends PublishOptions {
   recipients: readonly string[];
   /** Topic mode: when the topic key is replaced (default: hourly and on membership change). */
   strategy?: KeyStrategy;
+  /**
+   * Topic mode: compact envelopes authenticated by one signed manifest per batch (docs/PROTOCOL.md
+   * §4.8), for thin links. Default false: every envelope verifiable on its own (§4.7).
+   */
+  compact?: boolean;
 }
 
 export interface EndpointEvents {
@@ -86,12 +93,19 @@ export interface EndpointEvents {
   /** Topic mode: a new topic key was published for `topic`. */
   'key-rotated': [info: { topic: string; serial: bigint; recipients: string[] }];
   'key-message-rejected': [rejection: { topic: string; reason: Reason }];
+  /** Compact mode: a batch manifest was refused (forged, stale key, over budget…). */
+  'manifest-rejected': [rejection: { topic: string; reason: Reason }];
 }
 
 /** QoS 1 so a broker restart does not lose it; retained so late joiners learn the key at once. */
 const ANNOUNCEMENT_OPTIONS: PublishOptions = Object.freeze({ qos: 1, retain: true });
 /** Topic key messages likewise: late joiners get the current key from the retained copy. */
 const KEY_MESSAGE_OPTIONS: PublishOptions = Object.freeze({ qos: 1, retain: true });
+/**
+ * Batch manifests: QoS 1 (a lost manifest loses its whole batch) and never retained (a late
+ * joiner has no use for the manifest of envelopes it did not get).
+ */
+const MANIFEST_OPTIONS: PublishOptions = Object.freeze({ qos: 1, retain: false });
 /** How often held topic-mode messages are checked for an expired wait. */
 const PENDING_SWEEP_MS = 1000;
 
@@ -107,6 +121,7 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
   /** One handler object for every data filter, so the connection calls it once per message. */
   private readonly onDataMessage: MessageHandler = (m) => this.handleDataMessage(m);
   private readonly onKeyMessage: MessageHandler = (m) => this.handleKeyMessage(m);
+  private readonly onManifestMessage: MessageHandler = (m) => this.handleManifestMessage(m);
   private readonly durable: () => Promise<void>;
   private pendingSweep: NodeJS.Timeout | undefined;
   /** Publish calls of successive sends, in send order (see `inSendOrder`). */
@@ -143,6 +158,20 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     }));
     this.connection.subscribe(this.session.announcementFilter(), 1, this.onAnnouncementMessage, this.ownerId);
     this.connection.subscribe(this.session.revocationTopic, 1, this.onRevocationMessage, this.ownerId);
+    this.session.setManifestSink({
+      // After every envelope sent before the batch closed: those are queued ahead of it (§4.8).
+      manifest: (m) => {
+        void this.inSendOrder(async () => {
+          this.checkSize(m.topic, m.payload.length, MANIFEST_OPTIONS.qos, 'manifest');
+          // In an array, so the send order moves on once it is handed to MQTT, not once delivered.
+          return [this.connection.publish(m.topic, Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength), MANIFEST_OPTIONS)];
+        }).then(
+          ([delivered]) => delivered.catch((error: unknown) => this.emit('warning', `batch manifest not delivered: ${describeError(error)}`)),
+          (error: unknown) => this.emit('warning', `batch manifest not published: ${describeError(error)}`),
+        );
+      },
+      failed: (error, count) => this.emit('warning', `batch manifest for ${count} compact envelopes not signed: ${describeError(error)}`),
+    });
     this.pendingSweep = setInterval(() => this.session.expirePending(this.clock()), PENDING_SWEEP_MS);
     this.pendingSweep.unref();
   }
@@ -151,6 +180,8 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     if (!this.started) return;
     this.started = false;
     clearInterval(this.pendingSweep);
+    // The manifest of compact envelopes already handed to MQTT goes out before we let go.
+    this.session.flushManifests();
     // Held messages resolve now (as no-key) instead of waiting for a key that will not come.
     this.session.expirePending(Number.MAX_SAFE_INTEGER);
     this.connection.setBirthMessage(undefined);
@@ -163,6 +194,7 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
   subscribe(filter: string, qos: QoS, listener: VerdictListener, ownerId: string): void {
     if (!isValidTopicFilter(filter)) throw new Error(`invalid topic filter "${filter}"`);
     let filters = this.verdictListeners.get(ownerId);
+    const firstFilter = !filters;
     if (!filters) {
       filters = new Map();
       this.verdictListeners.set(ownerId, filters);
@@ -171,6 +203,8 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     this.connection.subscribe(filter, qos, this.onDataMessage, ownerId);
     // Topic mode: the keys of every publisher on the matching topics.
     this.connection.subscribe(this.session.topicKeyFilter(filter), 1, this.onKeyMessage, ownerId);
+    // Compact mode: every sender's batch manifests (one filter per node, whatever its data filters).
+    if (firstFilter) this.connection.subscribe(this.session.batchManifestFilter(), 1, this.onManifestMessage, ownerId);
   }
 
   /** Drops every subscription of one node (its close handler calls this). */
@@ -182,6 +216,7 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
       this.connection.unsubscribe(filter, ownerId);
       this.connection.unsubscribe(this.session.topicKeyFilter(filter), ownerId);
     }
+    this.connection.unsubscribe(this.session.batchManifestFilter(), ownerId);
   }
 
   /**
@@ -204,7 +239,7 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
       // first envelope under it; delivery is awaited outside. sealTopic is called at once (the
       // session keeps call order per topic), so envelopes sent close together can share one
       // batch signature (docs/PROTOCOL.md §4.7).
-      const sealing = this.session.sealTopic(topic, data, now, options.strategy);
+      const sealing = this.session.sealTopic(topic, data, now, options.strategy, { compact: options.compact === true });
       sealing.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
       const publishing = await this.inSendOrder(async () => {
         const sealed = await sealing;
@@ -251,7 +286,8 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
   }
 
   private checkSize(topic: string, envelopeBytes: number, qos: QoS, what = 'envelope'): void {
-    const limit = what === 'envelope' ? this.session.limits.maxEnvelopeBytes : this.session.limits.maxKeyMessageBytes;
+    const limits = this.session.limits;
+    const limit = what === 'envelope' ? limits.maxEnvelopeBytes : what === 'manifest' ? limits.maxManifestBytes : limits.maxKeyMessageBytes;
     if (envelopeBytes > limit) {
       throw new Error(`${what} of ${envelopeBytes} bytes exceeds the configured maximum of ${limit} bytes`);
     }
@@ -297,11 +333,20 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     }
   }
 
+  /** Batch manifests are never flow output; a rejected one is reported like a key message. */
+  private async handleManifestMessage(message: IncomingMessage): Promise<void> {
+    if (message.payload.length === 0) return;
+    const result = await this.session.handleManifest(message.topic, message.payload, this.clock());
+    if (!result.ok && !QUIET_REASONS.has(result.reason)) {
+      this.emit('manifest-rejected', { topic: message.topic, reason: result.reason });
+    }
+  }
+
   private async handleDataMessage(message: IncomingMessage): Promise<void> {
-    // Key and revocation messages reach nodes subscribed to wide filters such as '#'; they are not data.
+    // Key, manifest and revocation messages reach nodes subscribed to wide filters such as '#'; they are not data.
     if (
       this.session.isAnnouncementTopic(message.topic) || message.topic === this.session.revocationTopic ||
-      this.session.isTopicKeyTopic(message.topic)
+      this.session.isTopicKeyTopic(message.topic) || this.session.isBatchManifestTopic(message.topic)
     ) {
       return;
     }
@@ -360,8 +405,9 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
   /** Best effort and cheap (a size-checked decode, no crypto); undefined when it does not parse. */
   private claimedSender(payload: Buffer): string | undefined {
     if (payload.length > this.session.limits.maxEnvelopeBytes) return undefined;
-    const decoded = peekType(payload) === 'topicEnvelope'
-      ? decodeTopicEnvelope(payload, this.session.limits)
+    const type = peekType(payload);
+    const decoded = type === 'topicEnvelope' ? decodeTopicEnvelope(payload, this.session.limits)
+      : type === 'compactEnvelope' ? decodeCompactEnvelope(payload, this.session.limits)
       : decodeDirectEnvelope(payload, this.session.limits);
     return decoded.ok ? decoded.value.senderId : undefined;
   }
@@ -378,6 +424,10 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     }
     return out;
   }
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 export function describeReason(reason: Reason): string {

@@ -23,6 +23,8 @@ export interface OutSettings {
   recipients: string[];
   /** Topic mode: when the topic key is replaced. */
   strategy: KeyStrategy;
+  /** Topic mode: compact envelopes with one signature message per batch (§4.8) instead of one signature per envelope. */
+  compact: boolean;
 }
 
 export interface OutRequest {
@@ -33,7 +35,12 @@ export interface OutRequest {
   /** Empty: topic mode (one envelope for every authorized subscriber). */
   recipients: string[];
   strategy: KeyStrategy;
+  /** Topic mode only (ignored with recipients): see OutSettings.compact. */
+  compact: boolean;
 }
+
+/** Editor values of "Signatures": each envelope verifiable alone (default), or compact (§4.8). */
+export const SIGNATURE_MODES = ['each', 'compact'] as const;
 
 export const STRATEGY_KINDS = ['seconds', 'packets', 'bytes', 'ephemeral', 'schedule'] as const;
 
@@ -62,11 +69,17 @@ export function strategyFrom(config: { keyStrategy?: unknown; keyThreshold?: unk
 /** Editor values: qos "" | "0" | "1" | "2", retain "" | "true" | "false", recipients "a, b". */
 export function outSettingsFrom(config: {
   topic?: unknown; qos?: unknown; retain?: unknown; recipients?: unknown; keyStrategy?: unknown; keyThreshold?: unknown; keyEpoch?: unknown;
+  signatures?: unknown;
 }): OutSettings {
+  const signatures = config.signatures === undefined || config.signatures === '' ? 'each' : config.signatures;
+  if (typeof signatures !== 'string' || !(SIGNATURE_MODES as readonly string[]).includes(signatures)) {
+    throw new Error(`signatures must be one of ${SIGNATURE_MODES.join(', ')}`);
+  }
   const settings: OutSettings = {
     topic: typeof config.topic === 'string' ? config.topic.trim() : '',
     recipients: parseRecipients(config.recipients, 'recipients'),
     strategy: strategyFrom(config),
+    compact: signatures === 'compact',
   };
   if (settings.topic !== '' && !isValidTopicName(settings.topic)) throw new Error(`topic "${settings.topic}" is not a valid MQTT topic (no wildcards)`);
   const qos = config.qos === undefined || config.qos === '' ? undefined : Number(config.qos);
@@ -115,7 +128,10 @@ export function outRequestFrom(settings: OutSettings, msg: Record<string, unknow
   const recipients = settings.recipients.length > 0 ? settings.recipients : parseRecipients(msg.recipients, 'msg.recipients');
   // msg.rotateKey = true replaces the topic key before this message (e.g. after an incident).
   const strategy: KeyStrategy = msg.rotateKey === true ? { kind: 'ephemeral' } : settings.strategy;
-  return { topic, data: payloadToBytes(msg.payload), qos, retain, recipients, strategy };
+  const compact = settings.compact && recipients.length === 0;
+  // Its manifest is not retained: a retained compact envelope would fail `unsigned` at every late joiner.
+  if (compact && retain) throw new Error('compact signatures cannot be retained (the batch manifest is not); set Retain to false or Signatures to each message');
+  return { topic, data: payloadToBytes(msg.payload), qos, retain, recipients, strategy, compact };
 }
 
 export interface InSettings {

@@ -60,6 +60,62 @@ export const EVENT_LOOP_SCHEDULER: BatchScheduler = Object.freeze({
   },
 });
 
+/**
+ * The closing rules of a sender's batch, shared by batch signing (§4.7) and compact-mode
+ * manifests (§4.8): a batch opens with its first item and closes when it holds `maxLeaves`
+ * items, when one turn of the event loop passed without another item joining, or `maxDelayMs`
+ * after its first item, whichever comes first. `onClose` receives each closed batch (never empty).
+ */
+export class BatchWindow<T> {
+  private open: T[] = [];
+  private seenAtCheck = 0;
+  private cancelSoon: (() => void) | undefined;
+  private cancelDeadline: (() => void) | undefined;
+
+  constructor(
+    readonly options: BatchOptions,
+    private readonly onClose: (batch: T[]) => void,
+    private readonly scheduler: BatchScheduler = EVENT_LOOP_SCHEDULER,
+  ) {}
+
+  add(item: T): void {
+    this.open.push(item);
+    if (this.open.length >= this.options.maxLeaves) {
+      this.close();
+    } else if (this.open.length === 1) {
+      this.seenAtCheck = 1;
+      this.cancelSoon = this.scheduler.soon(this.onTurn);
+      if (this.options.maxDelayMs > 0) this.cancelDeadline = this.scheduler.after(this.options.maxDelayMs, () => this.close());
+    }
+  }
+
+  /** Closes what is open now (for example before shutdown). */
+  flush(): void {
+    if (this.open.length > 0) this.close();
+  }
+
+  private readonly onTurn = (): void => {
+    this.cancelSoon = undefined;
+    if (this.open.length > this.seenAtCheck) {
+      // Items joined during this turn: give the queue behind them one more turn.
+      this.seenAtCheck = this.open.length;
+      this.cancelSoon = this.scheduler.soon(this.onTurn);
+    } else {
+      this.close();
+    }
+  };
+
+  private close(): void {
+    this.cancelSoon?.();
+    this.cancelDeadline?.();
+    this.cancelSoon = undefined;
+    this.cancelDeadline = undefined;
+    const batch = this.open;
+    this.open = [];
+    if (batch.length > 0) this.onClose(batch);
+  }
+}
+
 interface Waiting {
   digest: Uint8Array;
   resolve: (auth: EnvelopeAuth) => void;
@@ -76,61 +132,30 @@ export interface BatchSignerStats {
 }
 
 export class BatchSigner {
-  private open: Waiting[] = [];
-  private seenAtCheck = 0;
-  private cancelSoon: (() => void) | undefined;
-  private cancelDeadline: (() => void) | undefined;
+  private readonly window: BatchWindow<Waiting>;
   private readonly counters: BatchSignerStats = { signatures: 0, envelopes: 0, largest: 0 };
 
   constructor(
     private readonly senderId: string,
     private readonly sign: (digest: Uint8Array) => Promise<Uint8Array>,
     readonly options: BatchOptions,
-    private readonly scheduler: BatchScheduler = EVENT_LOOP_SCHEDULER,
-  ) {}
+    scheduler: BatchScheduler = EVENT_LOOP_SCHEDULER,
+  ) {
+    this.window = new BatchWindow(options, (batch) => void this.signBatch(batch), scheduler);
+  }
 
   /** The trailer for one envelope's message digest, once its batch is signed. */
   authenticate(messageDigest: Uint8Array): Promise<EnvelopeAuth> {
-    return new Promise((resolve, reject) => {
-      this.open.push({ digest: messageDigest, resolve, reject });
-      if (this.open.length >= this.options.maxLeaves) {
-        this.close();
-      } else if (this.open.length === 1) {
-        this.seenAtCheck = 1;
-        this.cancelSoon = this.scheduler.soon(this.onTurn);
-        if (this.options.maxDelayMs > 0) this.cancelDeadline = this.scheduler.after(this.options.maxDelayMs, () => this.close());
-      }
-    });
+    return new Promise((resolve, reject) => this.window.add({ digest: messageDigest, resolve, reject }));
   }
 
   /** Signs what is waiting now (for example before shutdown). */
   flush(): void {
-    if (this.open.length > 0) this.close();
+    this.window.flush();
   }
 
   get stats(): Readonly<BatchSignerStats> {
     return { ...this.counters };
-  }
-
-  private readonly onTurn = (): void => {
-    this.cancelSoon = undefined;
-    if (this.open.length > this.seenAtCheck) {
-      // Envelopes joined during this turn: give the queue behind them one more turn.
-      this.seenAtCheck = this.open.length;
-      this.cancelSoon = this.scheduler.soon(this.onTurn);
-    } else {
-      this.close();
-    }
-  };
-
-  private close(): void {
-    this.cancelSoon?.();
-    this.cancelDeadline?.();
-    this.cancelSoon = undefined;
-    this.cancelDeadline = undefined;
-    const batch = this.open;
-    this.open = [];
-    if (batch.length > 0) void this.signBatch(batch);
   }
 
   private async signBatch(batch: Waiting[]): Promise<void> {

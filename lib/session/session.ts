@@ -26,10 +26,16 @@ import { peekType } from '../wire/header';
 import { decodeTopicEnvelope, encodeTopicEnvelopeHeader, topicEnvelopeAad, type DecodedTopicEnvelope } from '../wire/topic-envelope';
 import { decodeTopicKey, encodeTopicKey, encodeTopicKeyBody, topicKeyDigest } from '../wire/topic-key';
 import {
-  DEFAULT_KEY_STRATEGY, TopicKeyCache, checkStrategy, needsRotation, scheduleEnd, topicDataKey, unwrapTopicKey, wrapTopicKey,
+  DEFAULT_KEY_STRATEGY, TopicKeyCache, checkStrategy, compactNonce, needsRotation, scheduleEnd, topicDataKey, unwrapTopicKey, wrapTopicKey,
   type KeyStrategy, type PublisherTopicKey, type SubscriberTopicKey,
 } from './topic-keys';
 import { isValidDeviceId } from '../wire/fields';
+import { decodeBatchManifest, manifestDigest } from '../wire/batch-manifest';
+import { decodeCompactEnvelope, encodeCompactEnvelope, encodeCompactEnvelopeHeader, MAX_COMPACT_CIPHERTEXT_BYTES, type DecodedCompactEnvelope } from '../wire/compact-envelope';
+import { GCM_TAG_BYTES } from '../crypto/algorithms';
+import {
+  DEFAULT_VERIFIED_DIGESTS, ManifestBatcher, VerifiedDigests, resolveCompactBatchOptions, type ManifestSink, type ManifestStats,
+} from './compact';
 import { buildAnnouncement, evaluateAnnouncement } from './announce';
 import { openDirectCiphertext, sealDirectEnvelope } from './direct';
 import type { SecurityProvider } from './provider';
@@ -37,9 +43,29 @@ import type { SecurityProvider } from './provider';
 export const DEFAULT_KEYS_TOPIC_PREFIX = 'pqc/keys/';
 export const DEFAULT_REVOCATION_TOPIC = 'pqc/revocations';
 export const DEFAULT_TOPIC_KEYS_PREFIX = 'pqc/topic-keys/';
+export const DEFAULT_BATCH_MANIFEST_PREFIX = 'pqc/batches/';
+
+/** Per-call choices of `sealTopic`. */
+export interface TopicSealOptions {
+  /**
+   * Compact mode (docs/PROTOCOL.md §4.8): a compact envelope (§2.10) returned at once, whose
+   * digest goes into the next batch manifest (§2.11), handed to the manifest sink once signed.
+   */
+  compact?: boolean;
+}
+
+export interface ManifestVerdict {
+  sender: string;
+  /** Digests the manifest listed. */
+  digests: number;
+  /** Held compact envelopes released by it. */
+  released: number;
+}
 
 export interface SealedTopicMessage {
   envelope: Uint8Array;
+  /** True for a compact envelope (§2.10): it is authenticated by a later batch manifest. */
+  compact?: boolean;
   keySerial: bigint;
   /** Present when the key was (re)created: publish retained on `topic` before the envelope. */
   keyMessage?: { topic: string; payload: Uint8Array; serial: bigint; recipients: string[] };
@@ -77,6 +103,19 @@ interface TopicMembers {
 /** Data topics whose membership a publisher keeps (all are dropped when more appear). */
 const MAX_CACHED_MEMBERSHIPS = 1024;
 
+/** A compact envelope waiting for its key message, its batch manifest, or both (§4.8). */
+interface CompactHeld {
+  topic: string;
+  env: DecodedCompactEnvelope;
+  senderId: string;
+  /** I3 message digest of the whole envelope on this topic. */
+  digest: Uint8Array;
+  heldAt: number;
+  /** The plaintext once AES-GCM authenticated it; undefined while the key message has not arrived. */
+  data: Uint8Array | undefined;
+  resolve: (r: Result<OpenedMessage>) => void;
+}
+
 export interface SessionOptions {
   provider: SecurityProvider;
   /** The pinned CA public key (trust anchor); required in strict mode. */
@@ -99,6 +138,15 @@ export interface SessionOptions {
   batch?: Partial<BatchOptions> | false;
   /** Verified batch roots remembered (receiver side), default 1024; 0 checks every envelope's root signature. */
   verifiedRoots?: number;
+  /** Prefix of compact-mode batch manifests: `{prefix}{sender_id}`, not retained (§4.8). */
+  batchManifestPrefix?: string;
+  /**
+   * When a compact-mode manifest closes (§4.8): the rules of §4.7 with these values; default the
+   * `batch` options in effect (16 envelopes, 2 ms). A manifest may list a single envelope.
+   */
+  compactBatch?: Partial<BatchOptions>;
+  /** Message digests of verified manifests remembered (receiver side, all senders), default 8192. */
+  verifiedDigests?: number;
   /**
    * Verification budgets (docs/PROTOCOL.md §6.7): per-peer and global token buckets for failed
    * signature checks and decapsulations; default on; `false` turns them off.
@@ -116,6 +164,8 @@ export interface ThroughputStats {
   rootHits: number;
   /** Receiver: verification budgets (undefined when off). */
   budget: BudgetStats | undefined;
+  /** Sender: compact-mode manifests signed and the envelopes they listed. */
+  manifests: ManifestStats;
 }
 
 export interface OpenedMessage {
@@ -204,6 +254,7 @@ export class SecureSession {
   readonly keysTopicPrefix: string;
   readonly revocationTopic: string;
   readonly topicKeysPrefix: string;
+  readonly batchManifestPrefix: string;
   private readonly provider: SecurityProvider;
   private readonly ca: CaPublicKey | undefined;
   private readonly peers = new Map<string, TrustedPeer>();
@@ -226,6 +277,11 @@ export class SecureSession {
   private readonly budget: VerificationBudget | undefined;
   private readonly senderTurns = new Map<string, Promise<void>>();
   private verifications = 0;
+  private readonly manifests: ManifestBatcher;
+  private manifestSink: ManifestSink | undefined;
+  private readonly verifiedManifests: VerifiedRoots;
+  private readonly verifiedDigests: VerifiedDigests;
+  private compactHeld: CompactHeld[] = [];
   private ownCertificate: ReturnType<typeof decodeCertificate> | undefined;
   private trustChanges = 0;
   private counterChanges = 0;
@@ -255,6 +311,55 @@ export class SecureSession {
     this.setBatching(opts.batch);
     this.verifiedRoots = new VerifiedRoots(opts.verifiedRoots ?? DEFAULT_VERIFIED_ROOTS);
     this.budget = opts.budget === false ? undefined : new VerificationBudget(opts.budget ?? {});
+    this.batchManifestPrefix = opts.batchManifestPrefix ?? DEFAULT_BATCH_MANIFEST_PREFIX;
+    if (
+      !isValidTopicName(this.batchManifestPrefix + 'x') || !this.batchManifestPrefix.endsWith('/') ||
+      this.batchManifestPrefix.startsWith(this.keysTopicPrefix) || this.batchManifestPrefix.startsWith(this.topicKeysPrefix) ||
+      this.keysTopicPrefix.startsWith(this.batchManifestPrefix) || this.topicKeysPrefix.startsWith(this.batchManifestPrefix)
+    ) {
+      throw new Error('batch manifest prefix must be a topic ending in "/" without wildcards, apart from the keys and topic keys prefixes');
+    }
+    const compactBatch = resolveCompactBatchOptions(opts.compactBatch ?? (opts.batch === false ? undefined : opts.batch));
+    this.manifests = new ManifestBatcher(
+      {
+        senderId: this.deviceId,
+        keyEpoch: this.provider.keyEpoch,
+        keyId: this.provider.keyId,
+        sigAlgorithm: this.provider.sigAlgorithm,
+        sign: (d) => this.provider.sign(d),
+      },
+      this.batchManifestTopic(),
+      () => this.manifestSink,
+      // The manifest's timestamp is the session's time floor: the core never reads a clock.
+      () => this.timeFloor,
+      compactBatch,
+    );
+    this.verifiedManifests = new VerifiedRoots(opts.verifiedRoots ?? DEFAULT_VERIFIED_ROOTS);
+    this.verifiedDigests = new VerifiedDigests(opts.verifiedDigests ?? DEFAULT_VERIFIED_DIGESTS);
+  }
+
+  /** Where the I/O layer receives this sender's signed batch manifests (compact mode, §4.8). */
+  setManifestSink(sink: ManifestSink | undefined): void {
+    this.manifestSink = sink;
+  }
+
+  /** Signs the manifest of the compact envelopes sealed so far now (for example before shutdown). */
+  flushManifests(): void {
+    this.manifests.flush();
+  }
+
+  /** Where this device publishes its batch manifests. */
+  batchManifestTopic(): string {
+    return this.batchManifestPrefix + this.deviceId;
+  }
+
+  /** What receivers subscribe to for every sender's manifests. */
+  batchManifestFilter(): string {
+    return this.batchManifestPrefix + '+';
+  }
+
+  isBatchManifestTopic(topic: string): boolean {
+    return topic.startsWith(this.batchManifestPrefix) && !topic.slice(this.batchManifestPrefix.length).includes('/');
   }
 
   /**
@@ -278,6 +383,7 @@ export class SecureSession {
       verifications: this.verifications,
       rootHits: this.verifiedRoots.stats.hits,
       budget: this.budget?.stats,
+      manifests: this.manifests.stats,
     };
   }
 
@@ -384,7 +490,9 @@ export class SecureSession {
     if (!(payload instanceof Uint8Array)) return fail('bad-field', 'payload is not bytes');
     if (payload.length > this.limits.maxEnvelopeBytes) return fail('too-large');
     if (!isValidTopicName(topic, this.limits.maxTopicBytes)) return fail('bad-field', 'topic');
-    if (peekType(payload) === 'topicEnvelope') return this.openTopic(topic, payload, now);
+    const type = peekType(payload);
+    if (type === 'topicEnvelope') return this.openTopic(topic, payload, now);
+    if (type === 'compactEnvelope') return this.openCompact(topic, payload, now);
     const d = decodeDirectEnvelope(payload, this.limits);
     if (!d.ok) return d;
     const env = d.value;
@@ -492,7 +600,7 @@ export class SecureSession {
   }
 
   /** Replay re-check (another copy may have been accepted meanwhile) and commit. */
-  private commit(peer: TrustedPeer, env: SenderFields, data: Uint8Array, suite: string): Result<OpenedMessage> {
+  private commit(peer: TrustedPeer, env: Pick<SenderFields, 'seq' | 'timestamp'>, data: Uint8Array, suite: string): Result<OpenedMessage> {
     const window = this.windowOf(peer.deviceId);
     const again = replayCheck(window, env.seq, this.limits.replayWindow);
     if (again !== 'fresh') return fail(again);
@@ -530,18 +638,28 @@ export class SecureSession {
    * the key first when the strategy says so or the set of authorized subscribers changed.
    * Returns the key message to publish (retained) before the envelope, when there is a new key.
    */
-  sealTopic(topic: string, data: Uint8Array, clockNow: number, strategy: KeyStrategy = DEFAULT_KEY_STRATEGY): Promise<SealedTopicMessage> {
+  sealTopic(
+    topic: string, data: Uint8Array, clockNow: number, strategy: KeyStrategy = DEFAULT_KEY_STRATEGY, options: TopicSealOptions = {},
+  ): Promise<SealedTopicMessage> {
+    const compact = options.compact === true;
+    if (compact && !this.manifestSink) return Promise.reject(new Error('compact mode needs a manifest sink (setManifestSink) to publish batch manifests'));
     // One at a time per topic: two concurrent calls must not both decide to rotate.
     // The signature is outside that order: envelopes of one topic sealed close together can then
     // share one batch signature (§4.7); the returned promises still settle in call order.
     const previous = this.sealing.get(topic) ?? Promise.resolve();
-    const prepared = previous.then(() => this.prepareTopic(topic, data, clockNow, strategy));
+    const prepared = previous.then(() => this.prepareTopic(topic, data, clockNow, strategy, compact));
     const tail = prepared.then(() => undefined, () => undefined);
     this.sealing.set(topic, tail);
     void tail.then(() => {
       if (this.sealing.get(topic) === tail) this.sealing.delete(topic);
     });
     return prepared.then(async (p) => {
+      if (p.compact) {
+        // Returned at once: the manifest listing its digest follows the batch (§4.8).
+        this.manifests.add(messageDigest(this.deviceId, topic, p.blob));
+        const sealed: SealedTopicMessage = { envelope: p.blob, keySerial: p.keySerial, compact: true };
+        return p.keyMessage ? { ...sealed, keyMessage: p.keyMessage } : sealed;
+      }
       const auth = await this.authenticate(messageDigest(this.deviceId, topic, p.blob));
       const envelope = encodeEnvelope(p.blob, auth);
       if (envelope.length > this.limits.maxEnvelopeBytes) {
@@ -553,10 +671,13 @@ export class SecureSession {
 
   /** Key decision, sequence number and encryption of one topic-mode message: everything but the signature. */
   private async prepareTopic(
-    topic: string, data: Uint8Array, clockNow: number, strategy: KeyStrategy,
-  ): Promise<{ blob: Uint8Array; keySerial: bigint; keyMessage?: SealedTopicMessage['keyMessage'] }> {
+    topic: string, data: Uint8Array, clockNow: number, strategy: KeyStrategy, compact: boolean,
+  ): Promise<{ blob: Uint8Array; compact: boolean; keySerial: bigint; keyMessage?: SealedTopicMessage['keyMessage'] }> {
     const now = this.observeTime(clockNow);
     if (!isValidTopicName(topic, this.limits.maxTopicBytes)) throw new Error(`invalid topic ${JSON.stringify(topic)}`);
+    if (compact && data.length + GCM_TAG_BYTES > MAX_COMPACT_CIPHERTEXT_BYTES) {
+      throw new Error(`compact mode carries at most ${MAX_COMPACT_CIPHERTEXT_BYTES - GCM_TAG_BYTES} bytes per message, not ${data.length}`);
+    }
     checkStrategy(strategy);
     this.assertMayPublish(topic, now);
     const { members, keys: memberKeys } = this.subscribersOf(topic, now);
@@ -589,6 +710,14 @@ export class SecureSession {
       keyMessage = { topic: keyTopic, payload, serial, recipients: [...members.values()].map((m) => m.deviceId) };
     }
     const seq = this.takeSequence(now);
+    if (compact) {
+      const compactHeader = encodeCompactEnvelopeHeader({ senderId: this.deviceId, keySerial: key.serial, seq });
+      const ciphertext = aesGcmSeal(key.dataKey, compactNonce(seq), data, topicEnvelopeAad(topic, compactHeader));
+      const envelope = encodeCompactEnvelope(compactHeader, ciphertext);
+      key.packets++;
+      key.bytes += data.length;
+      return keyMessage ? { blob: envelope, compact, keyMessage, keySerial: key.serial } : { blob: envelope, compact, keySerial: key.serial };
+    }
     const headerBytes = encodeTopicEnvelopeHeader({
       senderId: this.deviceId,
       senderKeyEpoch: this.provider.keyEpoch,
@@ -602,7 +731,7 @@ export class SecureSession {
     const blob = encodeEnvelopeBlob(headerBytes, nonce, aesGcmSeal(key.dataKey, nonce, data, topicEnvelopeAad(topic, headerBytes)));
     key.packets++;
     key.bytes += data.length;
-    return keyMessage ? { blob, keyMessage, keySerial: key.serial } : { blob, keySerial: key.serial };
+    return keyMessage ? { blob, compact, keyMessage, keySerial: key.serial } : { blob, compact, keySerial: key.serial };
   }
 
   /**
@@ -686,12 +815,14 @@ export class SecureSession {
       // Authentic, and this device is not a member: messages held for this key can never open.
       this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, dataKey: undefined, notAfter: Number(k.notAfter) }, now);
       this.releasePending(k.publisherId, k.topic, now);
+      this.keyArrivedForCompact(k.publisherId, k.topic, now);
       return fail('not-for-me');
     }
     const dataKey = topicDataKey(mek);
     mek.fill(0);
     this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, dataKey, notAfter: Number(k.notAfter) }, now);
-    return ok({ publisher: k.publisherId, topic: k.topic, serial: k.keySerial, released: this.releasePending(k.publisherId, k.topic, now) });
+    const released = this.releasePending(k.publisherId, k.topic, now) + this.keyArrivedForCompact(k.publisherId, k.topic, now);
+    return ok({ publisher: k.publisherId, topic: k.topic, serial: k.keySerial, released });
   }
 
   private async openTopic(topic: string, payload: Uint8Array, now: number): Promise<Result<OpenedMessage>> {
@@ -762,6 +893,136 @@ export class SecureSession {
     return released;
   }
 
+  // --- compact mode (docs/PROTOCOL.md §2.10–2.11, §4.8) -------------------------------------------
+
+  /**
+   * A compact envelope: sender checks and the replay window (read-only) first, then AES-GCM
+   * under the topic key (cheap, members only); it is released only once a verified manifest of
+   * its sender's current key lists its digest. Until then it is held, at most
+   * `maxCompactPending` in all and `compactWaitMs` each (then `unsigned`, see `expirePending`).
+   */
+  private openCompact(topic: string, payload: Uint8Array, now: number): Result<OpenedMessage> | Promise<Result<OpenedMessage>> {
+    const d = decodeCompactEnvelope(payload, this.limits);
+    if (!d.ok) return d;
+    const env = d.value;
+    if (env.senderId === this.deviceId) return fail('own-message');
+    // No key id on the wire: the envelope names its sender only, whose trusted key must sign it.
+    const peer = this.peers.get(env.senderId);
+    if (!peer || this.isRevoked(peer.deviceId, peer.keyId)) return fail(this.hasRevocationFor(env.senderId) ? 'revoked' : 'unknown-sender');
+    if (!mayPublish(peer, topic)) return fail('not-authorized');
+    const validity = checkValidity(peer, now);
+    if (!validity.ok) return validity;
+    const seen = replayCheck(this.windowOf(peer.deviceId), env.seq, this.limits.replayWindow);
+    if (seen !== 'fresh') return fail(seen);
+    const key = this.topicKeys.find(env.senderId, topic, env.keySerial, now, this.limits.topicKeyGraceMs);
+    if (key === 'superseded') return fail('no-key', 'the key of this message was replaced');
+    if (key === 'excluded') return fail('not-for-me');
+    let data: Uint8Array | undefined;
+    if (key !== 'unknown') {
+      const opened = this.decryptCompact(env, topic, key, now);
+      if (!opened.ok) return opened;
+      data = opened.value;
+    }
+    const digest = messageDigest(env.senderId, topic, payload);
+    const signedAt = this.verifiedDigests.find(peer.keyId, digest);
+    if (data !== undefined && signedAt !== undefined) return this.commit(peer, { seq: env.seq, timestamp: BigInt(signedAt) }, data, compactSuite(peer));
+    if (this.compactHeld.length >= this.limits.maxCompactPending) {
+      return fail(data === undefined ? 'no-key' : 'unsigned', 'too many compact envelopes waiting');
+    }
+    return new Promise((resolve) => {
+      this.compactHeld.push({ topic, env, senderId: env.senderId, digest, heldAt: now, data, resolve });
+    });
+  }
+
+  /** AES-GCM of a compact envelope: the nonce comes from its sequence number (§4.8). */
+  private decryptCompact(env: DecodedCompactEnvelope, topic: string, key: SubscriberTopicKey & { dataKey: KeyObject }, now: number): Result<Uint8Array> {
+    if (key.notAfter > 0 && now > key.notAfter + this.limits.topicKeyGraceMs) return fail('expired', 'topic key past its schedule');
+    const data = aesGcmOpen(key.dataKey, compactNonce(env.seq), env.ciphertext, topicEnvelopeAad(topic, env.headerBytes));
+    return data === undefined ? fail('decrypt-failed') : ok(data);
+  }
+
+  /** Whether an applied revocation update names any key of this device. */
+  private hasRevocationFor(deviceId: string): boolean {
+    return this.revocations.entries.some((e) => e.deviceId === deviceId);
+  }
+
+  /** A key for (publisher, topic) was installed: decrypt the compact envelopes held for it. */
+  private keyArrivedForCompact(publisherId: string, topic: string, now: number): number {
+    let touched = false;
+    this.compactHeld = this.compactHeld.filter((h) => {
+      if (h.senderId !== publisherId || h.topic !== topic || h.data !== undefined) return true;
+      const key = this.topicKeys.find(publisherId, topic, h.env.keySerial, now, this.limits.topicKeyGraceMs);
+      if (key === 'unknown') return true;
+      const opened = key === 'superseded' ? fail<Uint8Array>('no-key') : key === 'excluded' ? fail<Uint8Array>('not-for-me') : this.decryptCompact(h.env, topic, key, now);
+      if (!opened.ok) {
+        h.resolve(opened);
+        return false;
+      }
+      h.data = opened.value;
+      touched = true;
+      return true;
+    });
+    const peer = this.peers.get(publisherId);
+    return touched && peer ? this.releaseCompact(peer) : 0;
+  }
+
+  /** Commits the held compact envelopes of `peer` that are decrypted and listed by a verified manifest. */
+  private releaseCompact(peer: TrustedPeer): number {
+    let released = 0;
+    this.compactHeld = this.compactHeld.filter((h) => {
+      if (h.senderId !== peer.deviceId || h.data === undefined) return true;
+      const signedAt = this.verifiedDigests.find(peer.keyId, h.digest);
+      if (signedAt === undefined) return true;
+      h.resolve(this.commit(peer, { seq: h.env.seq, timestamp: BigInt(signedAt) }, h.data, compactSuite(peer)));
+      released++;
+      return false;
+    });
+    return released;
+  }
+
+  /**
+   * Feeds one message from the batch manifest topics (§4.8). Order: size, topic and sender id,
+   * own, decoding, topic id = sender id, revoked, trusted sender with this key, certificate
+   * validity, clock skew, then the signature within the verification budget (a byte-identical
+   * copy of a verified manifest costs no check). Only then do its digests count as signed, and
+   * held compact envelopes listed by it are released. Manifests never reach the flow.
+   */
+  async handleManifest(topic: string, payload: Uint8Array, clockNow: number): Promise<Result<ManifestVerdict>> {
+    const now = this.observeTime(clockNow);
+    if (!(payload instanceof Uint8Array)) return fail('bad-field', 'payload is not bytes');
+    if (payload.length > this.limits.maxManifestBytes) return fail('too-large');
+    if (!this.isBatchManifestTopic(topic)) return fail('topic-mismatch');
+    const topicId = topic.slice(this.batchManifestPrefix.length);
+    if (!isValidDeviceId(topicId)) return fail('bad-id');
+    if (topicId === this.deviceId) return fail('own-message');
+    const d = decodeBatchManifest(payload, this.limits);
+    if (!d.ok) return d;
+    const m = d.value;
+    if (m.senderId !== topicId) return fail('topic-mismatch');
+    if (this.isRevoked(m.senderId, m.senderKeyId)) return fail('revoked');
+    const peer = this.peers.get(m.senderId);
+    if (!peer) return fail('unknown-sender');
+    if (m.senderKeyEpoch !== peer.keyEpoch || !bytesEqual(m.senderKeyId, peer.keyId) || m.sigAlgorithm !== peer.sigAlgorithm) {
+      return fail('stale-key');
+    }
+    const validity = checkValidity(peer, now);
+    if (!validity.ok) return validity;
+    if (this.limits.maxClockSkewMs > 0 && Math.abs(Number(m.timestamp) - now) > this.limits.maxClockSkewMs) return fail('stale');
+    const digest = manifestDigest(m.signedBytes);
+    // Checked at once (possibly off the main thread), applied in arrival order per sender: a later
+    // manifest verified first would release newer envelopes ahead of older held ones, and push
+    // those out of the replay window (§5).
+    const signed = await this.inSenderOrder(
+      `manifest:${m.senderId}`,
+      this.verifiedManifests.check(peer.keyId, digest, m.signature, () => this.checkSignature(peer, m.signature, digest, now)),
+    );
+    if (!signed.ok) return signed;
+    // Revoked or rotated while the signature was checked: its digests count for nothing now.
+    if (this.peers.get(m.senderId) !== peer) return fail(this.isRevoked(m.senderId, peer.keyId) ? 'revoked' : 'stale-key');
+    for (const listed of m.digests) this.verifiedDigests.add(peer.keyId, listed, Number(m.timestamp));
+    return ok({ sender: m.senderId, digests: m.digests.length, released: this.releaseCompact(peer) });
+  }
+
   /** Fails held messages whose key did not arrive within `pendingKeyWaitMs`; returns how many. */
   expirePending(clockNow: number): number {
     const now = this.observeTime(clockNow);
@@ -769,6 +1030,15 @@ export class SecureSession {
     this.pending = this.pending.filter((p) => {
       if (now - p.heldAt < this.limits.pendingKeyWaitMs) return true;
       p.resolve(p.verified.then((v) => (v.ok ? fail<OpenedMessage>('no-key') : v)));
+      expired++;
+      return false;
+    });
+    this.compactHeld = this.compactHeld.filter((h) => {
+      if (now - h.heldAt < this.limits.compactWaitMs) return true;
+      // Signed but its key never came: no-key; otherwise its manifest never verified: unsigned.
+      const peer = this.peers.get(h.senderId);
+      const signed = peer !== undefined && this.verifiedDigests.find(peer.keyId, h.digest) !== undefined;
+      h.resolve(fail(signed && h.data === undefined ? 'no-key' : 'unsigned'));
       expired++;
       return false;
     });
@@ -797,6 +1067,12 @@ export class SecureSession {
         untrusted.push(id);
       }
     }
+    // Compact envelopes held for a revoked sender are never released (§4.8).
+    this.compactHeld = this.compactHeld.filter((h) => {
+      if (this.peers.has(h.senderId)) return true;
+      h.resolve(fail('revoked'));
+      return false;
+    });
     return ok({
       seq: r.value.state.seq,
       added: r.value.added.map((e) => ({ deviceId: e.deviceId, keyId: toHex(e.keyId) })),
@@ -927,6 +1203,10 @@ export class SecureSession {
 
 function topicSuite(peer: Pick<TrustedPeer, 'sigAlgorithm'>): string {
   return `topic-key/${peer.sigAlgorithm}/AES-256-GCM`;
+}
+
+function compactSuite(peer: Pick<TrustedPeer, 'sigAlgorithm'>): string {
+  return `topic-key/${peer.sigAlgorithm}/AES-256-GCM/compact`;
 }
 
 function hexBytes(hex: string): Uint8Array {

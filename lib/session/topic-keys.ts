@@ -173,6 +173,23 @@ export function topicDataKey(mek: Uint8Array): KeyObject {
   }
 }
 
+/** First four bytes of every compact-mode nonce: never the start of a nonce of a key wrap (0^12). */
+export const COMPACT_NONCE_PREFIX = 0x00000001;
+
+/**
+ * The AES-GCM nonce of a compact envelope (§4.8): u32 0x00000001 ‖ u64 seq. Not on the wire.
+ * Unique under a data key because a data key belongs to one publisher and that publisher never
+ * reuses a sequence number (§5); normal envelopes under the same key use random nonces, which
+ * meet this fixed prefix with probability 2^-32 and a given sequence number with 2^-96.
+ */
+export function compactNonce(seq: bigint): Uint8Array {
+  const nonce = new Uint8Array(12);
+  const view = new DataView(nonce.buffer);
+  view.setUint32(0, COMPACT_NONCE_PREFIX, false);
+  view.setBigUint64(4, seq, false);
+  return nonce;
+}
+
 export interface SubscriberTopicKey {
   readonly serial: bigint;
   /** The data key (§4.5); undefined when the authentic key message holds no wrap for this device (not a member). */

@@ -16,6 +16,8 @@ export const STRUCTURE_TYPES = Object.freeze({
   revocation: 0x05,
   topicKey: 0x06,
   topicEnvelope: 0x07,
+  compactEnvelope: 0x08,
+  batchManifest: 0x09,
 } as const);
 
 export type StructureType = keyof typeof STRUCTURE_TYPES;

@@ -28,6 +28,8 @@ describe('io/endpoint: provider failures', () => {
       isAnnouncementTopic: () => false,
       isTopicKeyTopic: () => false,
       topicKeyFilter: (f: string) => `pqc/topic-keys/+/${f}`,
+      batchManifestFilter: () => 'pqc/batches/+',
+      isBatchManifestTopic: () => false,
       expirePending: () => 0,
       open: async () => {
         throw fail;

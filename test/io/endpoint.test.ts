@@ -134,6 +134,7 @@ describe('io/endpoint', function () {
       ['pqc/revocations', 'config-gateway'],
       ['plant/b/#', 'in-b'],
       ['pqc/topic-keys/+/plant/b/#', 'in-b'],
+      ['pqc/batches/+', 'in-b'],
     ]);
   });
 
@@ -239,6 +240,27 @@ describe('io/endpoint', function () {
     const last = node.verdicts.at(-1)!;
     assert.ok(!last.ok && !last.quiet);
     assert.match(last.rejection.reason, /revoked|unknown-sender/);
+  });
+
+  it('compact mode: envelopes first, then one manifest (QoS 1, not retained); each message is released once, after it', async function () {
+    const node = collect();
+    gateway.endpoint.subscribe('plant/#', 1, node.listener, 'in-1');
+    const rejected: string[] = [];
+    gateway.endpoint.on('manifest-rejected', (r) => rejected.push(r.reason));
+    const sends = ['a', 'b', 'c'].map((x) => sensor.endpoint.send('plant/line1/temp', Buffer.from(x), { qos: 1, retain: false, recipients: [], compact: true }));
+    await Promise.all(sends);
+    for (let i = 0; i < 500 && node.verdicts.length < 3; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(node.verdicts.map((v) => (v.ok ? v.message.data.toString() : v.rejection.reason)), ['a', 'b', 'c']);
+    const published = sensor.connection.published.filter((p) => p.topic === 'plant/line1/temp' || p.topic.startsWith('pqc/batches/'));
+    const manifestAt = published.findIndex((p) => p.topic === 'pqc/batches/sensor-1');
+    assert.ok(manifestAt >= 3, 'manifest after the envelopes it lists');
+    assert.deepEqual(published[manifestAt].options, { qos: 1, retain: false });
+    // A forged manifest is reported, never data.
+    const forged = Buffer.from(published[manifestAt].payload);
+    forged[forged.length - 1] ^= 1;
+    await bus.deliver('pqc/batches/sensor-1', forged, { qos: 1, retain: false });
+    assert.deepEqual(rejected, ['bad-signature']);
+    assert.equal(node.verdicts.length, 3);
   });
 
   it('stop() withdraws the announcement provider and every subscription', function () {

@@ -9,11 +9,11 @@ describe('io/messages', function () {
       assert.deepEqual(fixed.recipients, ['gw', 'hmi']);
       const r = outRequestFrom(fixed, { topic: 'other', qos: 0, retain: false, recipients: ['x'], payload: 'p' });
       const hourly = { kind: 'seconds', count: 3600 };
-      assert.deepEqual({ ...r, data: r.data.toString() }, { topic: 'plant/a', qos: 2, retain: true, recipients: ['gw', 'hmi'], strategy: hourly, data: 'p' });
+      assert.deepEqual({ ...r, data: r.data.toString() }, { topic: 'plant/a', qos: 2, retain: true, recipients: ['gw', 'hmi'], strategy: hourly, compact: false, data: 'p' });
 
       const open = outSettingsFrom({ topic: '', qos: '', retain: '', recipients: '' });
       const m = outRequestFrom(open, { topic: 'plant/b', qos: '1', retain: true, recipients: 'gw', payload: { a: 1 } });
-      assert.deepEqual({ ...m, data: m.data.toString() }, { topic: 'plant/b', qos: 1, retain: true, recipients: ['gw'], strategy: hourly, data: '{"a":1}' });
+      assert.deepEqual({ ...m, data: m.data.toString() }, { topic: 'plant/b', qos: 1, retain: true, recipients: ['gw'], strategy: hourly, compact: false, data: '{"a":1}' });
       const d = outRequestFrom(open, { topic: 'plant/b', recipients: ['gw'], payload: 'x' });
       assert.equal(d.qos, 0);
       assert.equal(d.retain, false);
@@ -29,6 +29,17 @@ describe('io/messages', function () {
       assert.throws(() => outRequestFrom(open, { topic: 'a', qos: 5, recipients: 'gw', payload: 1 }), /msg.qos must be 0, 1 or 2/);
       assert.throws(() => outRequestFrom(open, { topic: 'a', recipients: 7, payload: 1 }), /msg.recipients must be/);
       assert.throws(() => outRequestFrom(open, { topic: 'a', recipients: 'gw' }), /msg.payload is missing/);
+    });
+
+    it('Signatures: each message (default) or compact, topic mode only; compact refuses retain; anything else is refused', function () {
+      assert.equal(outSettingsFrom({}).compact, false);
+      assert.equal(outSettingsFrom({ signatures: 'each' }).compact, false);
+      const compact = outSettingsFrom({ signatures: 'compact' });
+      assert.equal(compact.compact, true);
+      assert.equal(outRequestFrom(compact, { topic: 'a', payload: 1 }).compact, true);
+      assert.equal(outRequestFrom(compact, { topic: 'a', recipients: 'gw', payload: 1 }).compact, false, 'direct mode has no compact form');
+      assert.throws(() => outRequestFrom(compact, { topic: 'a', retain: true, payload: 1 }), /cannot be retained/);
+      assert.throws(() => outSettingsFrom({ signatures: 'none' }), /signatures must be one of each, compact/);
     });
 
     it('no recipients anywhere selects topic mode, with the node\'s key strategy or msg.rotateKey', function () {

@@ -235,7 +235,7 @@ describe('nodes: pqc-secure-out → broker → pqc-secure-in', function () {
     await watch.subscribed(connection.clientId, 'plant/b/#');
     assert.equal(readyConfig(helper.getNode('cfgG')).connection, connection, 'config node and its connection kept');
     assert.deepEqual(connection.subscribedFilters().sort(), [
-      'plant/b/#', 'plant/keep/#', 'pqc/keys/+', 'pqc/revocations', 'pqc/topic-keys/+/plant/b/#', 'pqc/topic-keys/+/plant/keep/#',
+      'plant/b/#', 'plant/keep/#', 'pqc/batches/+', 'pqc/keys/+', 'pqc/revocations', 'pqc/topic-keys/+/plant/b/#', 'pqc/topic-keys/+/plant/keep/#',
     ]);
     assert.equal(connection.listenerCount('status'), statusListeners, 'no leaked status listener');
 

@@ -7,7 +7,7 @@ import helper from 'node-red-node-test-helper';
 import configNodeModule from '../../nodes/pqc-config';
 import outNodeModule from '../../nodes/pqc-secure-out';
 import inNodeModule from '../../nodes/pqc-secure-in';
-import { createIdentity, issueCertificate, type IdentityBundle, type Role } from '../../lib';
+import { createIdentity, decodeBatchManifest, issueCertificate, peekType, type IdentityBundle, type Role } from '../../lib';
 import { startAedes, type AedesBroker } from '../helpers/aedes';
 import {
   BrokerWatch, Inbox, NOW, configNode, credentialsFor, makeFixtures, readyConfig, waitConnected, waitForPeer, waitSubscribed,
@@ -72,6 +72,7 @@ describe('nodes: topic mode (one publisher, many subscribers)', function () {
       await waitForPeer(cfg, 'publisher');
       await waitSubscribed(cfg, 'plant/#');
       await waitSubscribed(cfg, 'pqc/topic-keys/+/plant/#');
+      await waitSubscribed(cfg, 'pqc/batches/+');
     }
   }
 
@@ -115,5 +116,51 @@ describe('nodes: topic mode (one publisher, many subscribers)', function () {
     await inbox.waitFor(3);
     const clientId = readyConfig(helper.getNode('cfg-publisher')).connection.clientId;
     assert.equal(watch.published(clientId, `pqc/topic-keys/publisher/${TOPIC}`).length, 2);
+  });
+
+  it('compact signatures (docs/PROTOCOL.md §4.8): every message arrives once after its manifest; a forged manifest is rejected and releases nothing', async function () {
+    await load({ signatures: 'compact', keyStrategy: 'seconds', keyThreshold: '3600' });
+    const inboxes = new Map(SUBSCRIBERS.map((id) => [id, new Inbox(helper.getNode(`ok-${id}`))]));
+    const rejections = SUBSCRIBERS.map((id) => new Inbox(helper.getNode(`rej-${id}`)));
+    const manifestRejections: string[] = [];
+    for (const id of SUBSCRIBERS) {
+      readyConfig(helper.getNode(`cfg-${id}`)).endpoint.on('manifest-rejected', (r) => manifestRejections.push(`${id}:${r.reason}`));
+    }
+    const out = helper.getNode('out');
+    const sent = [0, 1, 2, 3, 4].map((i) => `compact-${i}`);
+    for (const payload of sent) out.receive({ payload });
+    for (const [id, inbox] of inboxes) {
+      const got = await inbox.waitFor(sent.length);
+      assert.deepEqual(got.map((m) => m.payload).sort(), [...sent].sort(), id);
+      assert.ok(got.every((m) => /compact$/.test((m.pqc as { suite: string }).suite)), 'released as compact');
+    }
+
+    const clientId = readyConfig(helper.getNode('cfg-publisher')).connection.clientId;
+    const envelopes = watch.published(clientId, TOPIC);
+    assert.equal(envelopes.length, sent.length);
+    for (const e of envelopes) {
+      assert.equal(peekType(e), 'compactEnvelope');
+      assert.ok(e.length < 200, `compact envelope of ${e.length} bytes`);
+    }
+    const manifests = watch.published(clientId, 'pqc/batches/publisher');
+    const listed = manifests.map((m) => decodeBatchManifest(m)).reduce((sum, d) => sum + (d.ok ? d.value.digests.length : 0), 0);
+    assert.equal(listed, sent.length, 'the manifests list every envelope once');
+    // Each manifest is handed to the broker after the envelopes it lists.
+    const order = watch.events.filter((e) => e.kind === 'publish' && e.clientId === clientId).map((e) => e.topics[0]);
+    assert.equal(order.at(-1), 'pqc/batches/publisher');
+    assert.ok(order.indexOf('pqc/batches/publisher') > order.indexOf(TOPIC));
+
+    // The broker forges a manifest (signature bit flipped) and re-sends an envelope: nothing more is released.
+    const forged = Buffer.from(manifests[0]);
+    forged[forged.length - 1] ^= 0x01;
+    const inject = (topic: string, payload: Buffer) => new Promise<void>((resolve, reject) => {
+      aedes.broker.publish({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false }, (error) => (error ? reject(error) : resolve()));
+    });
+    await inject('pqc/batches/publisher', forged);
+    await inject(TOPIC, envelopes[0]);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(manifestRejections.sort(), SUBSCRIBERS.map((id) => `${id}:bad-signature`).sort());
+    for (const inbox of inboxes.values()) assert.equal(inbox.messages.length, sent.length, 'each message once');
+    for (const r of rejections) assert.equal(r.messages.length, 0, 'a re-sent envelope is a quiet duplicate');
   });
 });

@@ -24,6 +24,9 @@ import { deriveTopicDataKey, wrapTopicKey } from '../../lib/session/topic-keys';
 import { aesGcmSeal } from '../../lib/crypto/symmetric';
 import { encodeTopicKey, encodeTopicKeyBody, topicKeyDigest } from '../../lib/wire/topic-key';
 import { encodeTopicEnvelopeHeader, topicEnvelopeAad } from '../../lib/wire/topic-envelope';
+import { encodeCompactEnvelope, encodeCompactEnvelopeHeader } from '../../lib/wire/compact-envelope';
+import { encodeBatchManifest, encodeBatchManifestBody, manifestDigest } from '../../lib/wire/batch-manifest';
+import { compactNonce } from '../../lib/session/topic-keys';
 
 export interface VectorCase {
   name: string;
@@ -42,6 +45,15 @@ export interface VectorCase {
     topic: {
       topic: string; data: string; topicKey: string; keySerial: string; notAfter: number; issuedAt: number;
       wrapEncapsulationRandom: string; keySigningRandom: string; seq: string; timestamp: number; nonce: string; signingRandom: string;
+    };
+    /**
+     * Compact mode (§2.10–2.11, §4.8): two compact envelopes on two topics and one manifest over
+     * both. The first is under the topic-mode key above; the second topic gets its own key message.
+     */
+    compact: {
+      items: Array<{ topic: string; data: string; seq: string }>;
+      secondTopicKey: string; secondKeySerial: string; secondWrapEncapsulationRandom: string; secondKeySigningRandom: string;
+      manifestTimestamp: number; signingRandom: string;
     };
     /** Three direct envelopes sealed together under one batch signature (§4.7). */
     batch: {
@@ -74,6 +86,18 @@ export interface VectorCase {
     topicAad: string;
     topicMessageDigest: string;
     topicEnvelope: string;
+    compactKeyMessageTopic: string;
+    compactKeyMessage: string;
+    compactNonce0: string;
+    compactNonce1: string;
+    compactAad0: string;
+    compactAad1: string;
+    compactEnvelope0: string;
+    compactEnvelope1: string;
+    compactMessageDigests: string;
+    compactManifestTopic: string;
+    compactManifestDigest: string;
+    compactManifest: string;
     batchMessageDigests: string;
     batchLeaves: string;
     batchRoot: string;
@@ -137,6 +161,19 @@ export function vectorInputs(): VectorCase['inputs'][] {
         timestamp: t0 + day + 600,
         nonce: fixedBytes(`${name}/topic/nonce`, 12),
         signingRandom: fixedBytes(`${name}/topic/msg`, 48),
+      },
+      compact: {
+        items: ['plant/line-1/temperature', 'plant/line-1/pressure'].map((topic, i) => ({
+          topic,
+          data: hex(new TextEncoder().encode(`{"compact":${i},"value":${30 + i}.5}`)),
+          seq: ((BigInt(t0 + day) << 20n) + 61n + BigInt(i)).toString(),
+        })),
+        secondTopicKey: fixedBytes(`${name}/compact/key`, 32),
+        secondKeySerial: ((BigInt(t0 + day) << 20n) + 60n).toString(),
+        secondWrapEncapsulationRandom: fixedBytes(`${name}/compact/wrap`, 32),
+        secondKeySigningRandom: fixedBytes(`${name}/compact/keysig`, 48),
+        manifestTimestamp: t0 + day + 700,
+        signingRandom: fixedBytes(`${name}/compact/manifest`, 48),
       },
       batch: {
         items: ['plant/line-1/temperature', 'plant/line-2/temperature', 'plant/line-1/pressure'].map((topic, i) => ({
@@ -206,6 +243,7 @@ export async function buildCase(name: string, inputs: VectorCase['inputs']): Pro
 
   const batch = await buildBatchVector(inputs, sender, recipient);
   const topicMode = buildTopicVector(inputs, sender, recipient);
+  const compact = buildCompactVector(inputs, sender, recipient);
 
   return {
     name,
@@ -229,6 +267,7 @@ export async function buildCase(name: string, inputs: VectorCase['inputs']): Pro
       messageDigest: hex(messageDigest(sender.deviceId, e.topic, env.value.blob)),
       envelope: hex(envelope),
       ...topicMode,
+      ...compact,
       ...batch,
     },
   };
@@ -266,6 +305,57 @@ function buildTopicVector(inputs: VectorCase['inputs'], sender: IdentityBundle, 
     topicAad: hex(aad),
     topicMessageDigest: hex(digest),
     topicEnvelope: hex(encodeEnvelope(blob, { kind: 'signature', signature })),
+  };
+}
+
+/** Compact mode (§4.8): two compact envelopes on two topics, one manifest listing both digests. */
+function buildCompactVector(
+  inputs: VectorCase['inputs'], sender: IdentityBundle, recipient: IdentityBundle,
+): Pick<VectorCase['outputs'], `compact${string}` & keyof VectorCase['outputs']> {
+  const backend = cryptoBackend();
+  const c = inputs.compact;
+  // Item 0 is under the topic-mode key of inputs.topic (same topic); item 1 under a key of its own.
+  if (c.items[0].topic !== inputs.topic.topic) throw new Error('compact item 0 must use the topic-mode topic');
+  const secondSerial = BigInt(c.secondKeySerial);
+  const secondKey = unhex(c.secondTopicKey);
+  const wrap = wrapTopicKey(secondKey, recipient, sender.deviceId, c.items[1].topic, secondSerial, unhex(c.secondWrapEncapsulationRandom));
+  const keyBody = encodeTopicKeyBody({
+    publisherId: sender.deviceId, publisherKeyEpoch: sender.keyEpoch, publisherKeyId: sender.keyId, sigAlgorithm: sender.sigAlgorithm,
+    topic: c.items[1].topic, keySerial: secondSerial, notAfter: 0n, issuedAt: BigInt(c.manifestTimestamp - 100), wraps: [wrap],
+  });
+  const keyTopic = `pqc/topic-keys/${sender.deviceId}/${c.items[1].topic}`;
+  const keyMessage = encodeTopicKey(keyBody, backend.sign(sender.sigAlgorithm, topicKeyDigest(sender.deviceId, keyTopic, keyBody), sender.sigSecretKey, unhex(c.secondKeySigningRandom)));
+  const keys = [
+    { serial: BigInt(inputs.topic.keySerial), dataKey: deriveTopicDataKey(unhex(inputs.topic.topicKey)) },
+    { serial: secondSerial, dataKey: deriveTopicDataKey(secondKey) },
+  ];
+  const sealed = c.items.map((item, i) => {
+    const seq = BigInt(item.seq);
+    const headerBytes = encodeCompactEnvelopeHeader({ senderId: sender.deviceId, keySerial: keys[i].serial, seq });
+    const nonce = compactNonce(seq);
+    const aad = topicEnvelopeAad(item.topic, headerBytes);
+    const envelope = encodeCompactEnvelope(headerBytes, aesGcmSeal(keys[i].dataKey, nonce, unhex(item.data), aad));
+    return { nonce, aad, envelope, digest: messageDigest(sender.deviceId, item.topic, envelope) };
+  });
+  const body = encodeBatchManifestBody({
+    senderId: sender.deviceId, senderKeyEpoch: sender.keyEpoch, senderKeyId: sender.keyId, sigAlgorithm: sender.sigAlgorithm,
+    timestamp: BigInt(c.manifestTimestamp), digests: sealed.map((x) => x.digest),
+  });
+  const digest = manifestDigest(body);
+  const manifest = encodeBatchManifest(body, backend.sign(sender.sigAlgorithm, digest, sender.sigSecretKey, unhex(c.signingRandom)));
+  return {
+    compactKeyMessageTopic: keyTopic,
+    compactKeyMessage: hex(keyMessage),
+    compactNonce0: hex(sealed[0].nonce),
+    compactNonce1: hex(sealed[1].nonce),
+    compactAad0: hex(sealed[0].aad),
+    compactAad1: hex(sealed[1].aad),
+    compactEnvelope0: hex(sealed[0].envelope),
+    compactEnvelope1: hex(sealed[1].envelope),
+    compactMessageDigests: sealed.map((x) => hex(x.digest)).join(''),
+    compactManifestTopic: `pqc/batches/${sender.deviceId}`,
+    compactManifestDigest: hex(digest),
+    compactManifest: hex(manifest),
   };
 }
 

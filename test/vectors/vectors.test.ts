@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
-import { hkdfSync } from 'node:crypto';
+import { createHash, hkdfSync } from 'node:crypto';
 import { cryptoBackend, nobleBackend, useCryptoBackend, type CryptoBackend } from '../../lib/crypto/backend';
 import { nativeBackend } from '../../lib/crypto/native';
 import { aesGcmOpen } from '../../lib/crypto/symmetric';
@@ -15,6 +15,8 @@ import { decodeDirectEnvelope, messageDigest } from '../../lib/wire/envelope';
 import { decodeTopicKey, topicKeyDigest } from '../../lib/wire/topic-key';
 import { decodeTopicEnvelope, topicEnvelopeAad } from '../../lib/wire/topic-envelope';
 import { batchLeaf, batchRootDigest, batchRootFromPath } from '../../lib/session/batch-tree';
+import { decodeCompactEnvelope } from '../../lib/wire/compact-envelope';
+import { decodeBatchManifest } from '../../lib/wire/batch-manifest';
 import { VECTORS_PATH, buildCase, type VectorCase } from './build';
 
 const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
@@ -130,6 +132,75 @@ describe('test vectors (docs/PROTOCOL.md §9)', function () {
           const plain = aesGcmOpen(unhex(o.topicDataKey), e.value.nonce, e.value.ciphertext, unhex(o.topicAad));
           assert.ok(plain);
           assert.equal(hex(plain), i.topic.data);
+        });
+
+        it(`"${vector.name}" compact mode: nonces, AAD, digests and the manifest check independently of the builder (§4.8)`, () => {
+          const i = vector.inputs;
+          const o = vector.outputs;
+          // framed() of §4.1 written out again with node:crypto, not through the library.
+          const framed = (label: string, ...parts: Uint8Array[]): string => {
+            const h = createHash('sha256');
+            const l = Buffer.from(label, 'ascii');
+            h.update(Buffer.from([l.length >> 8, l.length & 0xff])).update(l);
+            for (const p of parts) {
+              const n = Buffer.alloc(4);
+              n.writeUInt32BE(p.length);
+              h.update(n).update(p);
+            }
+            return h.digest('hex');
+          };
+          const keyMessage = decodeTopicKey(unhex(o.compactKeyMessage));
+          assert.ok(keyMessage.ok);
+          assert.ok(backend.verify(i.sigAlgorithm, keyMessage.value.signature, topicKeyDigest(keyMessage.value.publisherId, o.compactKeyMessageTopic, keyMessage.value.signedBytes), unhex(o.senderSigPublicKey)));
+          const topicKeys = [i.topic.topicKey, i.compact.secondTopicKey];
+          const envelopes = [o.compactEnvelope0, o.compactEnvelope1];
+          const nonces = [o.compactNonce0, o.compactNonce1];
+          const aads = [o.compactAad0, o.compactAad1];
+          const digests: string[] = [];
+          envelopes.forEach((envHex, k) => {
+            const bytes = unhex(envHex);
+            const e = decodeCompactEnvelope(bytes);
+            assert.ok(e.ok, `compact envelope ${k}`);
+            assert.equal(e.value.seq, BigInt(i.compact.items[k].seq));
+            assert.equal(nonces[k], '00000001' + BigInt(i.compact.items[k].seq).toString(16).padStart(16, '0'));
+            assert.equal(framed('pqc-iiot:topic-aad:v1', Buffer.from(i.compact.items[k].topic, 'utf8'), e.value.headerBytes), aads[k]);
+            const dataKey = new Uint8Array(hkdfSync('sha256', unhex(topicKeys[k]), new Uint8Array(0), 'pqc-iiot:topic-data:v1', 32));
+            const plain = aesGcmOpen(dataKey, unhex(nonces[k]), e.value.ciphertext, unhex(aads[k]));
+            assert.ok(plain, `compact envelope ${k} decrypts`);
+            assert.equal(hex(plain), i.compact.items[k].data);
+            digests.push(framed('pqc-iiot:mqtt-msg:v1', Buffer.from(e.value.senderId, 'ascii'), Buffer.from(i.compact.items[k].topic, 'utf8'), bytes));
+          });
+          assert.equal(digests.join(''), o.compactMessageDigests);
+          const m = decodeBatchManifest(unhex(o.compactManifest));
+          assert.ok(m.ok);
+          assert.deepEqual(m.value.digests.map(hex), digests);
+          assert.equal(framed('pqc-iiot:batch-manifest:v1', m.value.signedBytes), o.compactManifestDigest);
+          assert.ok(backend.verify(i.sigAlgorithm, m.value.signature, unhex(o.compactManifestDigest), unhex(o.senderSigPublicKey)));
+        });
+
+        it(`"${vector.name}" compact mode is accepted by a strict receiver: held until the manifest, then released once`, async () => {
+          const i = vector.inputs;
+          const o = vector.outputs;
+          const ca = createCa({ sigAlgorithm: i.caSigAlgorithm, seed: unhex(i.caSeed) });
+          const recipient = issueCertificate(ca, createIdentity({
+            deviceId: i.recipient.deviceId, keyEpoch: i.recipient.keyEpoch, kemAlgorithm: i.kemAlgorithm,
+            sigAlgorithm: i.sigAlgorithm, seeds: { kem: unhex(i.recipient.kemSeed), sig: unhex(i.recipient.sigSeed) },
+          }), { ...i.recipientCertificate, random: unhex(i.recipientCertificate.signingRandom) });
+          const session = new SecureSession({ provider: new SoftwareProvider(recipient), caPublicKey: ca.publicKey });
+          const now = i.compact.manifestTimestamp;
+          assert.ok((await session.handleAnnouncement(`pqc/keys/${i.sender.deviceId}`, unhex(o.announcement), now)).ok);
+          assert.ok((await session.handleKeyMessage(o.topicKeyMessageTopic, unhex(o.topicKeyMessage), now)).ok);
+          assert.ok((await session.handleKeyMessage(o.compactKeyMessageTopic, unhex(o.compactKeyMessage), now)).ok);
+          const first = session.open(i.compact.items[0].topic, unhex(o.compactEnvelope0), now);
+          const manifest = await session.handleManifest(o.compactManifestTopic, unhex(o.compactManifest), now);
+          assert.ok(manifest.ok, manifest.ok ? '' : manifest.reason);
+          assert.equal(manifest.value.released, 1);
+          const opened = [await first, await session.open(i.compact.items[1].topic, unhex(o.compactEnvelope1), now)];
+          opened.forEach((r, k) => {
+            assert.ok(r.ok, r.ok ? '' : r.reason);
+            assert.equal(hex(r.value.data), i.compact.items[k].data);
+            assert.equal(r.value.timestamp, now);
+          });
         });
 
         it(`"${vector.name}" batch: each envelope verifies alone through its own path (§4.7)`, () => {

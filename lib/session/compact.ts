@@ -1,0 +1,159 @@
+/**
+ * Compact mode (docs/PROTOCOL.md §4.8): the sender's side collects the message digests of the
+ * compact envelopes it seals, closes batches by the rules of §4.7 (BatchWindow) and signs one
+ * manifest per batch; the receiver's side remembers which digests a verified manifest listed.
+ * Pure apart from the scheduler: keys, time and the signer come in.
+ */
+import { sha256 } from '../crypto/symmetric';
+import type { SigAlgorithm } from '../crypto/algorithms';
+import { encodeBatchManifest, encodeBatchManifestBody, manifestDigest, MAX_MANIFEST_DIGESTS } from '../wire/batch-manifest';
+import { BatchWindow, DEFAULT_BATCH_OPTIONS, EVENT_LOOP_SCHEDULER, type BatchOptions, type BatchScheduler } from './batch';
+
+/** Digests of verified manifests a receiver remembers, over all senders (least recently used dropped first). */
+export const DEFAULT_VERIFIED_DIGESTS = 8192;
+
+/** Merges overrides into the batch defaults of §4.7; unlike batch signing, a manifest of one digest is fine. */
+export function resolveCompactBatchOptions(options: Partial<BatchOptions> | undefined): BatchOptions {
+  const out = { ...DEFAULT_BATCH_OPTIONS, ...(options ?? {}) };
+  if (!Number.isInteger(out.maxLeaves) || out.maxLeaves < 1 || out.maxLeaves > MAX_MANIFEST_DIGESTS) {
+    throw new Error(`compact batch maxLeaves must be an integer from 1 to ${MAX_MANIFEST_DIGESTS}`);
+  }
+  if (typeof out.maxDelayMs !== 'number' || !(out.maxDelayMs >= 0 && out.maxDelayMs <= 1000)) {
+    throw new Error('compact batch maxDelayMs must be from 0 to 1000');
+  }
+  return Object.freeze(out);
+}
+
+/** A signed manifest ready to publish (not retained) after the envelopes it lists. */
+export interface ManifestMessage {
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  /** Envelopes it authenticates. */
+  readonly count: number;
+}
+
+/** Where the session hands manifests: the I/O layer publishes them, or reports a signing failure. */
+export interface ManifestSink {
+  manifest(message: ManifestMessage): void;
+  /** The provider could not sign: the envelopes of this batch will be `unsigned` at receivers. */
+  failed(error: unknown, count: number): void;
+}
+
+export interface ManifestSigner {
+  readonly senderId: string;
+  readonly keyEpoch: number;
+  readonly keyId: Uint8Array;
+  readonly sigAlgorithm: SigAlgorithm;
+  sign(digest: Uint8Array): Promise<Uint8Array>;
+}
+
+export interface ManifestStats {
+  /** Manifests signed. */
+  manifests: number;
+  /** Envelopes they listed. */
+  envelopes: number;
+  /** Largest manifest so far. */
+  largest: number;
+}
+
+/** Sender side: one manifest per closed batch of compact envelopes. */
+export class ManifestBatcher {
+  private readonly window: BatchWindow<Uint8Array>;
+  private readonly counters: ManifestStats = { manifests: 0, envelopes: 0, largest: 0 };
+  /** The hand-over of the previous manifest: manifests go out in batch order (see signManifest). */
+  private handedOver: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly signer: ManifestSigner,
+    private readonly topic: string,
+    private readonly sink: () => ManifestSink | undefined,
+    private readonly clock: () => number,
+    readonly options: BatchOptions,
+    scheduler: BatchScheduler = EVENT_LOOP_SCHEDULER,
+  ) {
+    this.window = new BatchWindow(options, (batch) => this.signManifest(batch), scheduler);
+  }
+
+  /** Adds the message digest of a compact envelope just sealed. */
+  add(messageDigest: Uint8Array): void {
+    this.window.add(messageDigest);
+  }
+
+  flush(): void {
+    this.window.flush();
+  }
+
+  get stats(): Readonly<ManifestStats> {
+    return { ...this.counters };
+  }
+
+  /**
+   * Signs at once (signatures of several batches may run in parallel on worker threads), but
+   * hands manifests over in batch order: receivers apply manifests in arrival order, and a later
+   * batch released first would push the older envelopes out of their replay window (§5).
+   */
+  private signManifest(digests: Uint8Array[]): void {
+    const sink = this.sink();
+    const signing = (async () => {
+      const body = encodeBatchManifestBody({
+        senderId: this.signer.senderId,
+        senderKeyEpoch: this.signer.keyEpoch,
+        senderKeyId: this.signer.keyId,
+        sigAlgorithm: this.signer.sigAlgorithm,
+        timestamp: BigInt(Math.floor(this.clock())),
+        digests,
+      });
+      return encodeBatchManifest(body, await this.signer.sign(manifestDigest(body)));
+    })();
+    signing.catch(() => undefined); // reported below, in order
+    this.handedOver = this.handedOver.then(async () => {
+      let payload: Uint8Array;
+      try {
+        payload = await signing;
+      } catch (error) {
+        sink?.failed(error, digests.length);
+        return;
+      }
+      this.counters.manifests++;
+      this.counters.envelopes += digests.length;
+      if (digests.length > this.counters.largest) this.counters.largest = digests.length;
+      sink?.manifest({ topic: this.topic, payload, count: digests.length });
+    });
+  }
+}
+
+/**
+ * Receiver side: message digests listed by a manifest whose signature verified, keyed by the
+ * signing key (SHA-256 of key id ‖ digest), so a digest counts only for the key that signed it.
+ * One LRU over all senders, `capacity` entries; the value is the manifest's timestamp.
+ */
+export class VerifiedDigests {
+  private readonly entries = new Map<string, number>();
+
+  constructor(readonly capacity: number = DEFAULT_VERIFIED_DIGESTS) {
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1_000_000) throw new Error('verified digests capacity must be 1..1000000');
+  }
+
+  private static key(keyId: Uint8Array, digest: Uint8Array): string {
+    return Buffer.from(sha256(keyId, digest)).toString('base64');
+  }
+
+  add(keyId: Uint8Array, digest: Uint8Array, timestamp: number): void {
+    const k = VerifiedDigests.key(keyId, digest);
+    this.entries.delete(k);
+    this.entries.set(k, timestamp);
+    if (this.entries.size > this.capacity) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+  }
+
+  /** The timestamp of the manifest that listed it, or undefined when no verified manifest did. */
+  find(keyId: Uint8Array, digest: Uint8Array): number | undefined {
+    return this.entries.get(VerifiedDigests.key(keyId, digest));
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}
