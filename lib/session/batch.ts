@@ -63,19 +63,29 @@ export const EVENT_LOOP_SCHEDULER: BatchScheduler = Object.freeze({
 /**
  * The closing rules of a sender's batch, shared by batch signing (§4.7) and compact-mode
  * manifests (§4.8): a batch opens with its first item and closes when it holds `maxLeaves`
- * items, when one turn of the event loop passed without another item joining, or `maxDelayMs`
- * after its first item, whichever comes first. `onClose` receives each closed batch (never empty).
+ * items, when one turn of the event loop passed without another item joining (unless
+ * `quietTurn` is false), or `maxDelayMs` after its first item, whichever comes first.
+ *
+ * While `busy()` says the signer already has a signature in progress, the quiet-turn and delay
+ * rules wait: a batch closed then would only queue behind that signature, so it keeps collecting
+ * until `resume()` (the signature finished) or `maxLeaves`. At a low rate nothing is in progress
+ * and nothing waits; under load each signature covers what arrived during the previous one, so
+ * the signing work stays bounded however many messages come. `onClose` receives each closed
+ * batch (never empty).
  */
 export class BatchWindow<T> {
   private open: T[] = [];
   private seenAtCheck = 0;
   private cancelSoon: (() => void) | undefined;
   private cancelDeadline: (() => void) | undefined;
+  /** The quiet-turn or delay rule fired while busy: close at `resume()`. */
+  private due = false;
 
   constructor(
     readonly options: BatchOptions,
     private readonly onClose: (batch: T[]) => void,
     private readonly scheduler: BatchScheduler = EVENT_LOOP_SCHEDULER,
+    private readonly rules: { quietTurn?: boolean; busy?: () => boolean } = {},
   ) {}
 
   add(item: T): void {
@@ -84,14 +94,20 @@ export class BatchWindow<T> {
       this.close();
     } else if (this.open.length === 1) {
       this.seenAtCheck = 1;
-      this.cancelSoon = this.scheduler.soon(this.onTurn);
-      if (this.options.maxDelayMs > 0) this.cancelDeadline = this.scheduler.after(this.options.maxDelayMs, () => this.close());
+      // Without a delay the quiet-turn rule always applies: something must close the batch.
+      if (this.rules.quietTurn !== false || this.options.maxDelayMs === 0) this.cancelSoon = this.scheduler.soon(this.onTurn);
+      if (this.options.maxDelayMs > 0) this.cancelDeadline = this.scheduler.after(this.options.maxDelayMs, this.onDeadline);
     }
   }
 
   /** Closes what is open now (for example before shutdown). */
   flush(): void {
     if (this.open.length > 0) this.close();
+  }
+
+  /** The signer is free again: a batch whose time came while it was busy closes now. */
+  resume(): void {
+    if (this.due && this.open.length > 0) this.close();
   }
 
   private readonly onTurn = (): void => {
@@ -101,15 +117,29 @@ export class BatchWindow<T> {
       this.seenAtCheck = this.open.length;
       this.cancelSoon = this.scheduler.soon(this.onTurn);
     } else {
-      this.close();
+      this.closeWhenFree();
     }
   };
+
+  private readonly onDeadline = (): void => {
+    this.cancelDeadline = undefined;
+    this.closeWhenFree();
+  };
+
+  private closeWhenFree(): void {
+    if (this.rules.busy?.()) {
+      this.due = true;
+      return;
+    }
+    this.close();
+  }
 
   private close(): void {
     this.cancelSoon?.();
     this.cancelDeadline?.();
     this.cancelSoon = undefined;
     this.cancelDeadline = undefined;
+    this.due = false;
     const batch = this.open;
     this.open = [];
     if (batch.length > 0) this.onClose(batch);
@@ -134,6 +164,8 @@ export interface BatchSignerStats {
 export class BatchSigner {
   private readonly window: BatchWindow<Waiting>;
   private readonly counters: BatchSignerStats = { signatures: 0, envelopes: 0, largest: 0 };
+  /** Signatures in progress; a batch closed by time waits while one is (see BatchWindow). */
+  private signing = 0;
 
   constructor(
     private readonly senderId: string,
@@ -141,7 +173,7 @@ export class BatchSigner {
     readonly options: BatchOptions,
     scheduler: BatchScheduler = EVENT_LOOP_SCHEDULER,
   ) {
-    this.window = new BatchWindow(options, (batch) => void this.signBatch(batch), scheduler);
+    this.window = new BatchWindow(options, (batch) => void this.signBatch(batch), scheduler, { busy: () => this.signing > 0 });
   }
 
   /** The trailer for one envelope's message digest, once its batch is signed. */
@@ -159,6 +191,7 @@ export class BatchSigner {
   }
 
   private async signBatch(batch: Waiting[]): Promise<void> {
+    this.signing++;
     try {
       if (batch.length === 1) {
         const signature = await this.sign(batch[0].digest);
@@ -172,6 +205,9 @@ export class BatchSigner {
       batch.forEach((w, i) => w.resolve({ kind: 'batch', leafIndex: i, leafCount: batch.length, path: tree.paths[i], signature }));
     } catch (error) {
       for (const w of batch) w.reject(error);
+    } finally {
+      this.signing--;
+      this.window.resume();
     }
   }
 

@@ -7,14 +7,21 @@
 import { sha256 } from '../crypto/symmetric';
 import type { SigAlgorithm } from '../crypto/algorithms';
 import { encodeBatchManifest, encodeBatchManifestBody, manifestDigest, MAX_MANIFEST_DIGESTS } from '../wire/batch-manifest';
-import { BatchWindow, DEFAULT_BATCH_OPTIONS, EVENT_LOOP_SCHEDULER, type BatchOptions, type BatchScheduler } from './batch';
+import { BatchWindow, EVENT_LOOP_SCHEDULER, type BatchOptions, type BatchScheduler } from './batch';
 
 /** Digests of verified manifests a receiver remembers, over all senders (least recently used dropped first). */
 export const DEFAULT_VERIFIED_DIGESTS = 8192;
 
-/** Merges overrides into the batch defaults of §4.7; unlike batch signing, a manifest of one digest is fine. */
+/**
+ * When a manifest closes by default (§4.8): at 255 envelopes or one second after its first one.
+ * Thin links pay per byte, so a manifest waits for its window instead of closing after a quiet
+ * turn of the event loop; receivers wait `compactWaitMs` (2 s) for it, more than this window.
+ */
+export const DEFAULT_COMPACT_BATCH_OPTIONS: BatchOptions = Object.freeze({ maxLeaves: MAX_MANIFEST_DIGESTS, maxDelayMs: 1000 });
+
+/** Merges overrides into the compact defaults; unlike batch signing, a manifest of one digest is fine. */
 export function resolveCompactBatchOptions(options: Partial<BatchOptions> | undefined): BatchOptions {
-  const out = { ...DEFAULT_BATCH_OPTIONS, ...(options ?? {}) };
+  const out = { ...DEFAULT_COMPACT_BATCH_OPTIONS, ...(options ?? {}) };
   if (!Number.isInteger(out.maxLeaves) || out.maxLeaves < 1 || out.maxLeaves > MAX_MANIFEST_DIGESTS) {
     throw new Error(`compact batch maxLeaves must be an integer from 1 to ${MAX_MANIFEST_DIGESTS}`);
   }
@@ -62,6 +69,8 @@ export class ManifestBatcher {
   private readonly counters: ManifestStats = { manifests: 0, envelopes: 0, largest: 0 };
   /** The hand-over of the previous manifest: manifests go out in batch order (see signManifest). */
   private handedOver: Promise<void> = Promise.resolve();
+  /** Manifests being signed now. */
+  private signing = 0;
 
   constructor(
     private readonly signer: ManifestSigner,
@@ -71,7 +80,9 @@ export class ManifestBatcher {
     readonly options: BatchOptions,
     scheduler: BatchScheduler = EVENT_LOOP_SCHEDULER,
   ) {
-    this.window = new BatchWindow(options, (batch) => this.signManifest(batch), scheduler);
+    // Closed by size or by its delay only (no quiet-turn rule), and never by time while the
+    // previous manifest is still being signed: it collects until then (BatchWindow).
+    this.window = new BatchWindow(options, (batch) => this.signManifest(batch), scheduler, { quietTurn: false, busy: () => this.signing > 0 });
   }
 
   /** Adds the message digest of a compact envelope just sealed. */
@@ -103,7 +114,13 @@ export class ManifestBatcher {
         timestamp: BigInt(Math.floor(this.clock())),
         digests,
       });
-      return encodeBatchManifest(body, await this.signer.sign(manifestDigest(body)));
+      this.signing++;
+      try {
+        return encodeBatchManifest(body, await this.signer.sign(manifestDigest(body)));
+      } finally {
+        this.signing--;
+        this.window.resume();
+      }
     })();
     signing.catch(() => undefined); // reported below, in order
     this.handedOver = this.handedOver.then(async () => {

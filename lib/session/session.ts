@@ -141,8 +141,8 @@ export interface SessionOptions {
   /** Prefix of compact-mode batch manifests: `{prefix}{sender_id}`, not retained (§4.8). */
   batchManifestPrefix?: string;
   /**
-   * When a compact-mode manifest closes (§4.8): the rules of §4.7 with these values; default the
-   * `batch` options in effect (16 envelopes, 2 ms). A manifest may list a single envelope.
+   * When a compact-mode manifest closes (§4.8): at `maxLeaves` envelopes or `maxDelayMs` after
+   * its first one (default 255 / 1000 ms; no quiet-turn rule). A manifest may list one envelope.
    */
   compactBatch?: Partial<BatchOptions>;
   /** Message digests of verified manifests remembered (receiver side, all senders), default 8192. */
@@ -319,7 +319,7 @@ export class SecureSession {
     ) {
       throw new Error('batch manifest prefix must be a topic ending in "/" without wildcards, apart from the keys and topic keys prefixes');
     }
-    const compactBatch = resolveCompactBatchOptions(opts.compactBatch ?? (opts.batch === false ? undefined : opts.batch));
+    const compactBatch = resolveCompactBatchOptions(opts.compactBatch);
     this.manifests = new ManifestBatcher(
       {
         senderId: this.deviceId,

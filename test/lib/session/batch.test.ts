@@ -251,6 +251,39 @@ describe('batch authentication (docs/PROTOCOL.md §4.7)', function () {
       assert.equal((await next).kind, 'signature');
     });
 
+    it('while a signature is in progress, a batch due by turn or deadline keeps collecting and closes when it ends; size still closes at once', async () => {
+      const timers = manualScheduler();
+      const pending: Array<() => void> = [];
+      const signed: Uint8Array[] = [];
+      const s = new BatchSigner('dev', (d) => new Promise((resolve) => {
+        signed.push(d);
+        pending.push(() => resolve(sha256(d)));
+      }), { maxLeaves: 4, maxDelayMs: 2 }, timers.scheduler);
+      const first = s.authenticate(digest(0));
+      timers.turn();
+      assert.equal(signed.length, 1, 'idle signer: the lone envelope is signed after one quiet turn');
+      const waiting = [s.authenticate(digest(1))];
+      timers.turn();
+      timers.deadline();
+      waiting.push(s.authenticate(digest(2)));
+      timers.turn();
+      assert.equal(signed.length, 1, 'busy signer: the due batch waits instead of queueing a second signature');
+      pending.shift()!();
+      assert.equal((await first).kind, 'signature');
+      await tick();
+      assert.equal(signed.length, 2, 'the first signature ended: the waiting batch closed at once');
+      pending.shift()!();
+      assert.deepEqual((await Promise.all(waiting)).map((a) => (a.kind === 'batch' ? a.leafCount : 0)), [2, 2]);
+      // Busy again: four envelopes fill the batch and close it by size without waiting.
+      const third = s.authenticate(digest(3));
+      timers.turn();
+      const full = [4, 5, 6, 7].map((i) => s.authenticate(digest(i)));
+      assert.equal(signed.length, 4, 'size closes even while a signature is in progress');
+      pending.splice(0).forEach((f) => f());
+      await Promise.all([third, ...full]);
+      assert.deepEqual(s.stats, { signatures: 4, envelopes: 8, largest: 4 });
+    });
+
     it('a signing failure rejects every envelope of the batch, and the next batch still works', async () => {
       const timers = manualScheduler();
       let fail = true;

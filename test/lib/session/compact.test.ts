@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import type { SealedTopicMessage, SecureSession } from '../../../lib/session/session';
-import { ManifestBatcher, type ManifestMessage } from '../../../lib/session/compact';
+import { ManifestBatcher, resolveCompactBatchOptions, type ManifestMessage } from '../../../lib/session/compact';
+import type { BatchScheduler } from '../../../lib/session/batch';
 import { SoftwareProvider } from '../../../lib/session/provider';
 import { EMPTY_REVOCATIONS, issueRevocation } from '../../../lib/trust/revocation';
 import { decodeBatchManifest, encodeBatchManifest, manifestDigest } from '../../../lib/wire/batch-manifest';
@@ -393,6 +394,62 @@ describe('compact mode (docs/PROTOCOL.md §4.8)', function () {
       assertReason(await narrow.open(TOPIC, sealed[0].envelope, T0), 'not-authorized');
       assertReason(await pub.s.open(TOPIC, sealed[0].envelope, T0), 'own-message');
     });
+  });
+
+  it('a manifest waits for its delay, not for a quiet turn, and not by time while the previous one is being signed (defaults 255 / 1000 ms)', async () => {
+    assert.deepEqual(resolveCompactBatchOptions(undefined), { maxLeaves: 255, maxDelayMs: 1000 });
+    const soon: Array<() => void> = [];
+    const after: Array<() => void> = [];
+    const scheduler: BatchScheduler = {
+      soon: (fn) => (soon.push(fn), () => soon.splice(soon.indexOf(fn) >>> 0, 1)),
+      after: (_ms, fn) => (after.push(fn), () => after.splice(after.indexOf(fn) >>> 0, 1)),
+    };
+    const identity = keysFor({ id: 'cm-window-sender' });
+    const provider = new SoftwareProvider(identity);
+    const release: Array<() => void> = [];
+    const out: ManifestMessage[] = [];
+    const batcher = new ManifestBatcher(
+      {
+        senderId: identity.deviceId, keyEpoch: identity.keyEpoch, keyId: identity.keyId, sigAlgorithm: identity.sigAlgorithm,
+        sign: async (d) => {
+          await new Promise<void>((r) => release.push(r));
+          return provider.sign(d);
+        },
+      },
+      'pqc/batches/cm-window-sender',
+      () => ({ manifest: (m) => out.push(m), failed: (e) => assert.fail(String(e)) }),
+      () => T0,
+      resolveCompactBatchOptions(undefined),
+      scheduler,
+    );
+    const counts = () => out.map((m) => {
+      const d = decodeBatchManifest(m.payload);
+      return d.ok ? d.value.digests.length : -1;
+    });
+    // Signing itself may run on a worker thread: wait until the expected state, at most 5 s.
+    const settle = async (until?: () => boolean) => {
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+      if (!until) return void (await new Promise((r) => setTimeout(r, 50)));
+      for (let i = 0; i < 1000 && !until(); i++) await new Promise((r) => setTimeout(r, 5));
+    };
+    batcher.add(new Uint8Array(32).fill(1));
+    batcher.add(new Uint8Array(32).fill(2));
+    assert.equal(soon.length, 0, 'no quiet-turn rule for manifests');
+    assert.equal(after.length, 1);
+    after.shift()!(); // one second after the first envelope
+    await settle();
+    assert.equal(release.length, 1, 'the first manifest is being signed');
+    batcher.add(new Uint8Array(32).fill(3));
+    after.shift()!(); // its second is up, but the first manifest is still being signed
+    await settle();
+    assert.equal(release.length, 1, 'no second signature while the first runs');
+    batcher.add(new Uint8Array(32).fill(4));
+    release.shift()!();
+    await settle(() => release.length === 1);
+    assert.equal(release.length, 1, 'the first ended: the waiting manifest (two envelopes) is signed at once');
+    release.shift()!();
+    await settle(() => out.length === 2);
+    assert.deepEqual(counts(), [2, 2]);
   });
 
   it('I4 the sender hands manifests over in batch order even when a later signature finishes first', async () => {
