@@ -27,6 +27,8 @@ import { encodeTopicEnvelopeHeader, topicEnvelopeAad } from '../../lib/wire/topi
 import { encodeCompactEnvelope, encodeCompactEnvelopeHeader } from '../../lib/wire/compact-envelope';
 import { encodeBatchManifest, encodeBatchManifestBody, manifestDigest } from '../../lib/wire/batch-manifest';
 import { compactNonce } from '../../lib/session/topic-keys';
+import { SoftwareProvider } from '../../lib/session/provider';
+import { SecureSession } from '../../lib/session/session';
 
 export interface VectorCase {
   name: string;
@@ -410,6 +412,17 @@ export async function buildVectors(): Promise<VectorCase[]> {
   const out: VectorCase[] = [];
   for (let i = 0; i < inputs.length; i++) out.push(await buildCase(names[i], inputs[i]));
   return out;
+}
+
+/** A strict receiver session of the vector's recipient, the vector's CA pinned (keys rebuilt from the seeds). */
+export function vectorRecipientSession(v: VectorCase): SecureSession {
+  const i = v.inputs;
+  const ca = createCa({ sigAlgorithm: i.caSigAlgorithm, seed: unhex(i.caSeed) });
+  const recipient = issueCertificate(ca, createIdentity({
+    deviceId: i.recipient.deviceId, keyEpoch: i.recipient.keyEpoch, kemAlgorithm: i.kemAlgorithm,
+    sigAlgorithm: i.sigAlgorithm, seeds: { kem: unhex(i.recipient.kemSeed), sig: unhex(i.recipient.sigSeed) },
+  }), { ...i.recipientCertificate, random: unhex(i.recipientCertificate.signingRandom) });
+  return new SecureSession({ provider: new SoftwareProvider(recipient), caPublicKey: ca.publicKey });
 }
 
 export const VECTORS_PATH = join(__dirname, '..', '..', '..', 'test', 'vectors', 'vectors.json');

@@ -4,9 +4,7 @@ import { createHash, hkdfSync } from 'node:crypto';
 import { cryptoBackend, nobleBackend, useCryptoBackend, type CryptoBackend } from '../../lib/crypto/backend';
 import { nativeBackend } from '../../lib/crypto/native';
 import { aesGcmOpen } from '../../lib/crypto/symmetric';
-import { createIdentity, issueCertificate, createCa } from '../../lib/session/identity';
-import { SoftwareProvider } from '../../lib/session/provider';
-import { SecureSession } from '../../lib/session/session';
+import { createIdentity } from '../../lib/session/identity';
 import { certificateDigest } from '../../lib/trust/certificates';
 import { announcementDigest, decodeAnnouncement } from '../../lib/wire/announcement';
 import { parseCaPublicKeyText } from '../../lib/wire/ca-key';
@@ -17,7 +15,7 @@ import { decodeTopicEnvelope, topicEnvelopeAad } from '../../lib/wire/topic-enve
 import { batchLeaf, batchRootDigest, batchRootFromPath } from '../../lib/session/batch-tree';
 import { decodeCompactEnvelope } from '../../lib/wire/compact-envelope';
 import { decodeBatchManifest } from '../../lib/wire/batch-manifest';
-import { VECTORS_PATH, buildCase, type VectorCase } from './build';
+import { VECTORS_PATH, buildCase, vectorRecipientSession, type VectorCase } from './build';
 
 const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -90,12 +88,7 @@ describe('test vectors (docs/PROTOCOL.md §9)', function () {
         it(`"${vector.name}" is accepted by a strict receiver session`, async () => {
           const i = vector.inputs;
           const o = vector.outputs;
-          const ca = createCa({ sigAlgorithm: i.caSigAlgorithm, seed: unhex(i.caSeed) });
-          const recipient = issueCertificate(ca, createIdentity({
-            deviceId: i.recipient.deviceId, keyEpoch: i.recipient.keyEpoch, kemAlgorithm: i.kemAlgorithm,
-            sigAlgorithm: i.sigAlgorithm, seeds: { kem: unhex(i.recipient.kemSeed), sig: unhex(i.recipient.sigSeed) },
-          }), { ...i.recipientCertificate, random: unhex(i.recipientCertificate.signingRandom) });
-          const session = new SecureSession({ provider: new SoftwareProvider(recipient), caPublicKey: ca.publicKey });
+          const session = vectorRecipientSession(vector);
           const now = i.envelope.timestamp;
           const trusted = await session.handleAnnouncement(`pqc/keys/${i.sender.deviceId}`, unhex(o.announcement), now);
           assert.ok(trusted.ok, trusted.ok ? '' : trusted.reason);
@@ -181,12 +174,7 @@ describe('test vectors (docs/PROTOCOL.md §9)', function () {
         it(`"${vector.name}" compact mode is accepted by a strict receiver: held until the manifest, then released once`, async () => {
           const i = vector.inputs;
           const o = vector.outputs;
-          const ca = createCa({ sigAlgorithm: i.caSigAlgorithm, seed: unhex(i.caSeed) });
-          const recipient = issueCertificate(ca, createIdentity({
-            deviceId: i.recipient.deviceId, keyEpoch: i.recipient.keyEpoch, kemAlgorithm: i.kemAlgorithm,
-            sigAlgorithm: i.sigAlgorithm, seeds: { kem: unhex(i.recipient.kemSeed), sig: unhex(i.recipient.sigSeed) },
-          }), { ...i.recipientCertificate, random: unhex(i.recipientCertificate.signingRandom) });
-          const session = new SecureSession({ provider: new SoftwareProvider(recipient), caPublicKey: ca.publicKey });
+          const session = vectorRecipientSession(vector);
           const now = i.compact.manifestTimestamp;
           assert.ok((await session.handleAnnouncement(`pqc/keys/${i.sender.deviceId}`, unhex(o.announcement), now)).ok);
           assert.ok((await session.handleKeyMessage(o.topicKeyMessageTopic, unhex(o.topicKeyMessage), now)).ok);
@@ -238,12 +226,7 @@ describe('test vectors (docs/PROTOCOL.md §9)', function () {
         it(`"${vector.name}" batch is accepted by a strict receiver, in reverse order`, async () => {
           const i = vector.inputs;
           const o = vector.outputs;
-          const ca = createCa({ sigAlgorithm: i.caSigAlgorithm, seed: unhex(i.caSeed) });
-          const recipient = issueCertificate(ca, createIdentity({
-            deviceId: i.recipient.deviceId, keyEpoch: i.recipient.keyEpoch, kemAlgorithm: i.kemAlgorithm,
-            sigAlgorithm: i.sigAlgorithm, seeds: { kem: unhex(i.recipient.kemSeed), sig: unhex(i.recipient.sigSeed) },
-          }), { ...i.recipientCertificate, random: unhex(i.recipientCertificate.signingRandom) });
-          const session = new SecureSession({ provider: new SoftwareProvider(recipient), caPublicKey: ca.publicKey });
+          const session = vectorRecipientSession(vector);
           const now = i.batch.items[2].timestamp;
           assert.ok((await session.handleAnnouncement(`pqc/keys/${i.sender.deviceId}`, unhex(o.announcement), now)).ok);
           for (const k of [2, 1, 0]) {

@@ -13,14 +13,12 @@ import { KEM_ALGORITHMS, SIG_ALGORITHMS, type KemAlgorithm, type SigAlgorithm } 
 import { cryptoBackend, cryptoBackendName, nobleBackend, useCryptoBackend, type CryptoBackend } from '../../../lib/crypto/backend';
 import { nativeBackend, probeNativeBackend, type NativeCryptoApi } from '../../../lib/crypto/native';
 import { aesGcmOpen, sha256 } from '../../../lib/crypto/symmetric';
-import { createCa, createIdentity, issueCertificate } from '../../../lib/session/identity';
-import { SoftwareProvider } from '../../../lib/session/provider';
-import { SecureSession } from '../../../lib/session/session';
+import { createIdentity } from '../../../lib/session/identity';
 import { decodeAnnouncement } from '../../../lib/wire/announcement';
 import { parseCaPublicKeyText } from '../../../lib/wire/ca-key';
 import { decodeCertificate } from '../../../lib/wire/certificate';
 import { decodeDirectEnvelope } from '../../../lib/wire/envelope';
-import { VECTORS_PATH, buildCase, type VectorCase } from '../../vectors/build';
+import { VECTORS_PATH, buildCase, vectorRecipientSession, type VectorCase } from '../../vectors/build';
 
 export interface CrossCheckReport {
   node: string;
@@ -316,12 +314,7 @@ async function vectorChecks(native: CryptoBackend): Promise<void> {
       await checkAsync(`vectors "${v.name}" accepted by a strict receiver session on the native backend`, async () => {
         const i = v.inputs;
         const o = v.outputs;
-        const ca = createCa({ sigAlgorithm: i.caSigAlgorithm, seed: unhex(i.caSeed) });
-        const recipient = issueCertificate(ca, createIdentity({
-          deviceId: i.recipient.deviceId, keyEpoch: i.recipient.keyEpoch, kemAlgorithm: i.kemAlgorithm,
-          sigAlgorithm: i.sigAlgorithm, seeds: { kem: unhex(i.recipient.kemSeed), sig: unhex(i.recipient.sigSeed) },
-        }), { ...i.recipientCertificate, random: unhex(i.recipientCertificate.signingRandom) });
-        const session = new SecureSession({ provider: new SoftwareProvider(recipient), caPublicKey: ca.publicKey });
+        const session = vectorRecipientSession(v);
         const now = i.envelope.timestamp;
         const trusted = await session.handleAnnouncement(`pqc/keys/${i.sender.deviceId}`, unhex(o.announcement), now);
         if (!trusted.ok) return `announcement: ${trusted.reason}`;
