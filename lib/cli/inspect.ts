@@ -1,25 +1,31 @@
 /**
  * `pqc-iiot inspect [FILE|-]`: shows what a captured packet or a provisioning file contains,
- * as JSON. Accepts the binary structures (key announcement, certificate, data envelope, CA public
- * key, revocation update; raw, hex or base64 as MQTT tools print them), an identity file, a CA
- * key file or CA public key text. Secret keys are never printed. Untrusted bytes go through the
- * core's decoders, so a bad packet is reported with the same reason code a receiver would use.
- * docs/PROTOCOL.md §2 (layouts) and §8 (reason codes).
+ * as JSON. Accepts every binary structure of docs/PROTOCOL.md §2 (key announcement, certificate,
+ * direct envelope, CA public key, revocation update, topic key message, topic envelope, compact
+ * topic envelope, batch manifest; raw, hex or base64 as MQTT tools print them), an identity file,
+ * a CA key file or CA public key text. Only public fields are printed: never secret keys (and
+ * there is no key material or plaintext in the clear in any structure). Untrusted bytes go
+ * through the core's decoders, so a bad packet is reported with the same reason code a receiver
+ * would use. docs/PROTOCOL.md §2 (layouts) and §8 (reason codes).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import {
   CA_FORMAT, CA_KEY_TEXT_PREFIX, DEFAULT_LIMITS, IDENTITY_FORMAT, REASONS, caPublicKeyToText, decodeAnnouncement,
-  decodeCaPublicKey, decodeCertificate, decodeDirectEnvelope, fingerprintOf, identityPublicInfo, parseCaKeyPairJson,
-  parseCaPublicKeyText, parseIdentityJson, peekType, toHex, verifyCertificate, type CaPublicKey, type Reason, type Result,
+  decodeBatchManifest, decodeCaPublicKey, decodeCertificate, decodeCompactEnvelope, decodeDirectEnvelope, fingerprintOf,
+  identityPublicInfo, parseCaKeyPairJson, parseCaPublicKeyText, parseIdentityJson, peekType, toHex, verifyCertificate,
+  type CaPublicKey, type Reason, type Result,
 } from '../index';
 import { sha256 } from '../crypto/symmetric';
 import { PKCS11_IDENTITY_FORMAT, parsePkcs11IdentityJson, publicBundleOf } from '../io/pkcs11/identity-file';
 // Not part of the public API: the receiver's announcement decision, and the header constants.
 import { evaluateAnnouncement } from '../session/announce';
 import { EMPTY_REVOCATIONS, applyRevocation } from '../trust/revocation';
+import { AUTH_KINDS, type EnvelopeAuth } from '../wire/auth';
 import { HEADER_BYTES, MAGIC, PROTOCOL_VERSION } from '../wire/header';
 import { ALL_KEYS, decodeRevocation } from '../wire/revocation';
+import { decodeTopicEnvelope } from '../wire/topic-envelope';
+import { decodeTopicKey } from '../wire/topic-key';
 import { flag, stringOption } from './args';
 import { CA_KEY_FILE, CA_PUBLIC_FILE, parseOrFail } from './ca';
 import {
@@ -43,8 +49,9 @@ export const inspect: Command = {
       { name: 'full', description: 'print every byte field in full hex instead of length and digest' },
     ],
     notes: [
-      'Recognises key announcements, certificates, data envelopes, CA public keys and revocation\n' +
-        'updates (raw bytes, hex or base64), identity files, CA key files and CA public key text.\n' +
+      'Recognises key announcements, certificates, direct, topic and compact envelopes, topic key\n' +
+        'messages, batch manifests, CA public keys and revocation updates (raw bytes, hex or base64),\n' +
+        'identity files, CA key files and CA public key text.\n' +
         'Undecodable input prints its reason code (e.g. "truncated") and exits with status 1.',
     ],
   },
@@ -131,9 +138,51 @@ function describeBinary(bytes: Uint8Array, opts: DescribeOptions): Report {
       return report;
     }
     case 'directEnvelope': {
-      const e = expect(decodeDirectEnvelope(bytes, DEFAULT_LIMITS));
-      const report: Report = { ...head, ...render(e, opts.full) };
+      const { auth, ...e } = expect(decodeDirectEnvelope(bytes, DEFAULT_LIMITS));
+      const report: Report = { ...head, ...render(e, opts.full), auth: renderAuth(auth, opts.full) };
       if (opts.ca) report.verification = notApplicable('an envelope is verified with its sender\'s key, by a receiver that trusts the sender');
+      return report;
+    }
+    case 'topicKey': {
+      const { wraps, signature, ...rest } = expect(decodeTopicKey(bytes, DEFAULT_LIMITS));
+      const report: Report = {
+        ...head,
+        ...render(rest, opts.full),
+        // 0 = no fixed end (only the schedule strategy sets one), not 1970.
+        ...(rest.notAfter === 0n ? { notAfter: 'none (0)' } : {}),
+        wrapCount: wraps.length,
+        wraps: wraps.map((w) => render(w, opts.full)),
+        signature: renderBytes(signature, opts.full),
+      };
+      if (opts.ca) report.verification = notApplicable('a topic key message is verified with its publisher\'s key, by a receiver that trusts the publisher');
+      return report;
+    }
+    case 'topicEnvelope': {
+      const { auth, ...e } = expect(decodeTopicEnvelope(bytes, DEFAULT_LIMITS));
+      const report: Report = { ...head, ...render(e, opts.full), auth: renderAuth(auth, opts.full) };
+      if (opts.ca) report.verification = notApplicable('an envelope is verified with its sender\'s key, by a receiver that trusts the sender');
+      return report;
+    }
+    case 'compactEnvelope': {
+      const e = expect(decodeCompactEnvelope(bytes, DEFAULT_LIMITS));
+      const report: Report = {
+        ...head,
+        ...render(e, opts.full),
+        auth: 'none in the envelope: its message digest is listed in its sender\'s signed batch manifest (type 0x09)',
+      };
+      if (opts.ca) report.verification = notApplicable('a compact envelope is authenticated by its sender\'s batch manifest, not by the CA');
+      return report;
+    }
+    case 'batchManifest': {
+      const { digests, signature, ...rest } = expect(decodeBatchManifest(bytes, DEFAULT_LIMITS));
+      const report: Report = {
+        ...head,
+        ...render(rest, opts.full),
+        digestCount: digests.length,
+        digests: digests.map(toHex),
+        signature: renderBytes(signature, opts.full),
+      };
+      if (opts.ca) report.verification = notApplicable('a batch manifest is verified with its sender\'s key, by a receiver that trusts the sender');
       return report;
     }
     case 'caPublicKey': {
@@ -268,6 +317,20 @@ function render(value: object, full: boolean): Report {
     }
   }
   return out;
+}
+
+/** The auth trailer of an envelope (§2.7): its kind, and for a batch the leaf and path sizes. */
+function renderAuth(auth: EnvelopeAuth, full: boolean): Report {
+  const kind = { kind: auth.kind, kindByte: `0x${AUTH_KINDS[auth.kind].toString(16).padStart(2, '0')}` };
+  if (auth.kind === 'signature') return { ...kind, signature: renderBytes(auth.signature, full) };
+  return {
+    ...kind,
+    leafIndex: auth.leafIndex,
+    leafCount: auth.leafCount,
+    pathLength: auth.path.length,
+    path: auth.path.map((h) => renderBytes(h, full)),
+    signature: renderBytes(auth.signature, full),
+  };
 }
 
 function renderBytes(bytes: Uint8Array, full: boolean): string | Report {
