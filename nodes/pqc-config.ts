@@ -78,6 +78,15 @@ export = function (RED: RedRuntime): void {
       reported.add(key);
       node.warn(`revocation update on "${topic}" rejected: ${reason}`);
     });
+    // Key messages and batch manifests never reach a flow output: warn once per topic and reason.
+    for (const [event, what] of [['key-message-rejected', 'topic key message'], ['manifest-rejected', 'batch manifest']] as const) {
+      outcome.endpoint.on(event, ({ topic, reason }) => {
+        const key = `${event}\u0000${topic}\u0000${reason}`;
+        if (reported.has(key) || reported.size > 1000) return;
+        reported.add(key);
+        node.warn(`${what} on "${topic}" rejected: ${reason}`);
+      });
+    }
     outcome.endpoint.on('revocation', (r) => {
       const revoked = r.added.map((e) => `${e.deviceId} (key ${e.keyId})`).join(', ') || 'nothing new';
       node.log(`revocation update ${r.seq} applied: ${revoked}`);
