@@ -3,8 +3,7 @@
  * safe): SHA-256, HKDF-SHA256, AES-256-GCM, and the domain-separated digest every signature
  * covers. docs/PROTOCOL.md §3–4.
  */
-import * as nodeCrypto from 'node:crypto';
-import { createCipheriv, createDecipheriv, createHash, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, hash, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { AES_KEY_BYTES, GCM_NONCE_BYTES, GCM_TAG_BYTES } from './algorithms';
 
 /** Every label the protocol signs or derives under; one place so none is reused by accident. */
@@ -32,19 +31,14 @@ export const LABELS = Object.freeze({
 
 export type Label = (typeof LABELS)[keyof typeof LABELS];
 
-/** One-shot SHA-256 (node:crypto `hash`, Node ≥ 20.12): no Hash object per call. */
-const oneShotSha256: ((data: Uint8Array) => Buffer) | undefined =
-  typeof (nodeCrypto as { hash?: unknown }).hash === 'function'
-    ? (data) => (nodeCrypto as unknown as { hash(alg: string, data: Uint8Array, enc: 'buffer'): Buffer }).hash('sha256', data, 'buffer')
-    : undefined;
-
 /** A plain Uint8Array over a Buffer's bytes, without copying them. */
 function view(b: Buffer): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.length);
 }
 
 function sha256Of(data: Uint8Array): Uint8Array {
-  return view(oneShotSha256 ? oneShotSha256(data) : createHash('sha256').update(data).digest());
+  // One-shot hashing (node:crypto `hash`, Node ≥ 20.12; engines says ≥ 20.19): no Hash object per call.
+  return view(hash('sha256', data, 'buffer'));
 }
 
 export function sha256(...parts: Uint8Array[]): Uint8Array {
