@@ -66,26 +66,28 @@ export const EVENT_LOOP_SCHEDULER: BatchScheduler = Object.freeze({
  * items, when one turn of the event loop passed without another item joining (unless
  * `quietTurn` is false), or `maxDelayMs` after its first item, whichever comes first.
  *
- * While `busy()` says the signer already has a signature in progress, the quiet-turn and delay
- * rules wait: a batch closed then would only queue behind that signature, so it keeps collecting
- * until `resume()` (the signature finished) or `maxLeaves`. At a low rate nothing is in progress
- * and nothing waits; under load each signature covers what arrived during the previous one, so
- * the signing work stays bounded however many messages come. `onClose` receives each closed
- * batch (never empty).
+ * `onClose` receives each closed batch (never empty) and returns its signing work. While the
+ * work of an earlier batch is still running, the quiet-turn and delay rules wait: a batch closed
+ * then would only queue behind that signature, so it keeps collecting until the work settles (or
+ * `maxLeaves`). At a low rate nothing is in progress and nothing waits; under load each signature
+ * covers what arrived during the previous one, so the signing work stays bounded however many
+ * messages come.
  */
 export class BatchWindow<T> {
   private open: T[] = [];
   private seenAtCheck = 0;
   private cancelSoon: (() => void) | undefined;
   private cancelDeadline: (() => void) | undefined;
-  /** The quiet-turn or delay rule fired while busy: close at `resume()`. */
+  /** Batches handed to `onClose` whose work has not settled yet. */
+  private inProgress = 0;
+  /** The quiet-turn or delay rule fired while work was in progress: close when it settles. */
   private due = false;
 
   constructor(
     readonly options: BatchOptions,
-    private readonly onClose: (batch: T[]) => void,
+    private readonly onClose: (batch: T[]) => Promise<unknown>,
     private readonly scheduler: BatchScheduler = EVENT_LOOP_SCHEDULER,
-    private readonly rules: { quietTurn?: boolean; busy?: () => boolean } = {},
+    private readonly rules: { quietTurn?: boolean } = {},
   ) {}
 
   add(item: T): void {
@@ -105,11 +107,6 @@ export class BatchWindow<T> {
     if (this.open.length > 0) this.close();
   }
 
-  /** The signer is free again: a batch whose time came while it was busy closes now. */
-  resume(): void {
-    if (this.due && this.open.length > 0) this.close();
-  }
-
   private readonly onTurn = (): void => {
     this.cancelSoon = undefined;
     if (this.open.length > this.seenAtCheck) {
@@ -127,7 +124,7 @@ export class BatchWindow<T> {
   };
 
   private closeWhenFree(): void {
-    if (this.rules.busy?.()) {
+    if (this.inProgress > 0) {
       this.due = true;
       return;
     }
@@ -142,7 +139,14 @@ export class BatchWindow<T> {
     this.due = false;
     const batch = this.open;
     this.open = [];
-    if (batch.length > 0) this.onClose(batch);
+    if (batch.length === 0) return;
+    this.inProgress++;
+    const settled = (): void => {
+      this.inProgress--;
+      // A batch whose time came meanwhile closes now.
+      if (this.due && this.open.length > 0) this.close();
+    };
+    this.onClose(batch).then(settled, settled);
   }
 }
 
@@ -164,8 +168,6 @@ export interface BatchSignerStats {
 export class BatchSigner {
   private readonly window: BatchWindow<Waiting>;
   private readonly counters: BatchSignerStats = { signatures: 0, envelopes: 0, largest: 0 };
-  /** Signatures in progress; a batch closed by time waits while one is (see BatchWindow). */
-  private signing = 0;
 
   constructor(
     private readonly senderId: string,
@@ -173,7 +175,7 @@ export class BatchSigner {
     readonly options: BatchOptions,
     scheduler: BatchScheduler = EVENT_LOOP_SCHEDULER,
   ) {
-    this.window = new BatchWindow(options, (batch) => void this.signBatch(batch), scheduler, { busy: () => this.signing > 0 });
+    this.window = new BatchWindow(options, (batch) => this.signBatch(batch), scheduler);
   }
 
   /** The trailer for one envelope's message digest, once its batch is signed. */
@@ -191,7 +193,6 @@ export class BatchSigner {
   }
 
   private async signBatch(batch: Waiting[]): Promise<void> {
-    this.signing++;
     try {
       if (batch.length === 1) {
         const signature = await this.sign(batch[0].digest);
@@ -205,9 +206,6 @@ export class BatchSigner {
       batch.forEach((w, i) => w.resolve({ kind: 'batch', leafIndex: i, leafCount: batch.length, path: tree.paths[i], signature }));
     } catch (error) {
       for (const w of batch) w.reject(error);
-    } finally {
-      this.signing--;
-      this.window.resume();
     }
   }
 

@@ -69,8 +69,6 @@ export class ManifestBatcher {
   private readonly counters: ManifestStats = { manifests: 0, envelopes: 0, largest: 0 };
   /** The hand-over of the previous manifest: manifests go out in batch order (see signManifest). */
   private handedOver: Promise<void> = Promise.resolve();
-  /** Manifests being signed now. */
-  private signing = 0;
 
   constructor(
     private readonly signer: ManifestSigner,
@@ -82,7 +80,7 @@ export class ManifestBatcher {
   ) {
     // Closed by size or by its delay only (no quiet-turn rule), and never by time while the
     // previous manifest is still being signed: it collects until then (BatchWindow).
-    this.window = new BatchWindow(options, (batch) => this.signManifest(batch), scheduler, { quietTurn: false, busy: () => this.signing > 0 });
+    this.window = new BatchWindow(options, (batch) => this.signManifest(batch), scheduler, { quietTurn: false });
   }
 
   /** Adds the message digest of a compact envelope just sealed. */
@@ -102,8 +100,9 @@ export class ManifestBatcher {
    * Signs at once (signatures of several batches may run in parallel on worker threads), but
    * hands manifests over in batch order: receivers apply manifests in arrival order, and a later
    * batch released first would push the older envelopes out of their replay window (§5).
+   * Returns the signing alone (BatchWindow waits for it before closing the next batch by time).
    */
-  private signManifest(digests: Uint8Array[]): void {
+  private signManifest(digests: Uint8Array[]): Promise<Uint8Array> {
     const sink = this.sink();
     const signing = (async () => {
       const body = encodeBatchManifestBody({
@@ -114,13 +113,7 @@ export class ManifestBatcher {
         timestamp: BigInt(Math.floor(this.clock())),
         digests,
       });
-      this.signing++;
-      try {
-        return encodeBatchManifest(body, await this.signer.sign(manifestDigest(body)));
-      } finally {
-        this.signing--;
-        this.window.resume();
-      }
+      return encodeBatchManifest(body, await this.signer.sign(manifestDigest(body)));
     })();
     signing.catch(() => undefined); // reported below, in order
     this.handedOver = this.handedOver.then(async () => {
@@ -136,6 +129,7 @@ export class ManifestBatcher {
       if (digests.length > this.counters.largest) this.counters.largest = digests.length;
       sink?.manifest({ topic: this.topic, payload, count: digests.length });
     });
+    return signing;
   }
 }
 
