@@ -62,20 +62,24 @@ function labelPrefix(label: Label): Buffer {
 /**
  * SHA-256 over a domain label and length-framed parts:
  *   u16 len(label) ‖ label ‖ for each part: u32 len(part) ‖ part
- * Framing makes the split between fields unambiguous (no "ab"+"c" = "a"+"bc"). The framed bytes
- * are laid out in one buffer and hashed in one call: this runs several times per message.
+ * Framing makes the split between fields unambiguous (no "ab"+"c" = "a"+"bc"). A string part
+ * stands for its UTF-8 bytes. The framed bytes are laid out in one buffer and hashed in one
+ * call: this runs several times per message.
  */
-export function domainDigest(label: Label, parts: readonly Uint8Array[]): Uint8Array {
+export function domainDigest(label: Label, parts: readonly (Uint8Array | string)[]): Uint8Array {
   const prefix = labelPrefix(label);
   let size = prefix.length;
-  for (const p of parts) size += 4 + p.length;
+  const lengths = parts.map((p) => (typeof p === 'string' ? Buffer.byteLength(p, 'utf8') : p.length));
+  for (const n of lengths) size += 4 + n;
   const framed = Buffer.allocUnsafe(size);
   prefix.copy(framed, 0);
   let at = prefix.length;
-  for (const p of parts) {
-    framed.writeUInt32BE(p.length, at);
-    framed.set(p, at + 4);
-    at += 4 + p.length;
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i];
+    framed.writeUInt32BE(lengths[i], at);
+    if (typeof p === 'string') framed.write(p, at + 4, 'utf8');
+    else framed.set(p, at + 4);
+    at += 4 + lengths[i];
   }
   return sha256Of(framed);
 }

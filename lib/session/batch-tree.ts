@@ -26,7 +26,7 @@ export function batchNode(left: Uint8Array, right: Uint8Array): Uint8Array {
 
 /** What the sender signs for a batch: bound to its id, the root and the leaf count. */
 export function batchRootDigest(senderId: string, root: Uint8Array, leafCount: number): Uint8Array {
-  return domainDigest(LABELS.batchRoot, [Buffer.from(senderId, 'ascii'), root, Uint8Array.of(leafCount)]);
+  return domainDigest(LABELS.batchRoot, [senderId, root, Uint8Array.of(leafCount)]);
 }
 
 export interface BatchTree {

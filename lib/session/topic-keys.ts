@@ -104,7 +104,7 @@ function u64Bytes(v: bigint): Uint8Array {
 
 function wrapAad(publisherId: string, topic: string, serial: bigint, recipientId: string, recipientKeyId: Uint8Array): Uint8Array {
   return domainDigest(LABELS.topicWrapAad, [
-    Buffer.from(publisherId, 'ascii'), Buffer.from(topic, 'utf8'), u64Bytes(serial), Buffer.from(recipientId, 'ascii'), recipientKeyId,
+    publisherId, topic, u64Bytes(serial), recipientId, recipientKeyId,
   ]);
 }
 

@@ -35,7 +35,7 @@ export function encodeAnnouncementBody(fields: AnnouncementFields): Uint8Array {
 
 /** What the device signs: SHA-256 framed("pqc-iiot:announce:v1", device id, body). */
 export function announcementDigest(id: string, body: Uint8Array): Uint8Array {
-  return domainDigest(LABELS.announcement, [Buffer.from(id, 'ascii'), body]);
+  return domainDigest(LABELS.announcement, [id, body]);
 }
 
 export function encodeAnnouncement(body: Uint8Array, sig: Uint8Array): Uint8Array {

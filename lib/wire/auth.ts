@@ -99,7 +99,7 @@ export const envelopeAuth: Field<EnvelopeAuth> = {
     for (let i = batchPathLength(leafIndex, leafCount); i > 0; i--) {
       const h = r.take(BATCH_HASH_BYTES);
       if (h === undefined) return undefined;
-      path.push(new Uint8Array(h));
+      path.push(h);
     }
     const signature = signatureField.decode(r);
     return signature === undefined ? undefined : { kind: 'batch', leafIndex, leafCount, path, signature };

@@ -37,7 +37,7 @@ const digestList: Field<Uint8Array[]> = {
     for (let i = 0; i < n; i++) {
       const d = r.take(MANIFEST_DIGEST_BYTES);
       if (d === undefined) return undefined;
-      out.push(Uint8Array.from(d));
+      out.push(d);
     }
     return out;
   },

@@ -52,7 +52,7 @@ export function encodeCompactEnvelope(headerBytes: Uint8Array, ciphertext: Uint8
 export function decodeCompactEnvelope(bytes: Uint8Array, limits: Limits = DEFAULT_LIMITS): Result<DecodedCompactEnvelope> {
   const r = decodeAll(envelopeLayout, bytes, limits.maxEnvelopeBytes);
   if (!r.ok) return r;
-  const { header: _h, ...v } = r.value;
+  const v = r.value;
   const headerLength = bytes.length - 2 - v.ciphertext.length;
-  return ok({ ...v, headerBytes: bytes.subarray(0, headerLength) });
+  return ok({ senderId: v.senderId, keySerial: v.keySerial, seq: v.seq, ciphertext: v.ciphertext, headerBytes: bytes.subarray(0, headerLength) });
 }

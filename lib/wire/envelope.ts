@@ -13,7 +13,7 @@ import { DEFAULT_LIMITS, type Limits } from '../limits';
 import { fail, ok, type Result } from '../result';
 import { authBytes, envelopeAuth, type EnvelopeAuth } from './auth';
 import { kemAlgorithm, keyId, sigAlgorithm, signatureFits } from './common';
-import { decodeAll, deviceId, encode, fixed, sized, struct, u32, u64, type StructValue } from './fields';
+import { Writer, decodeAll, deviceId, encode, fixed, sized, struct, u32, u64, type StructValue } from './fields';
 import { header } from './header';
 
 /** Everything up to the nonce: also the AES-GCM associated data (with the topic). */
@@ -66,21 +66,22 @@ export function encodeEnvelopeBlob(headerBytes: Uint8Array, nonce: Uint8Array, c
 }
 
 export function encodeEnvelope(blob: Uint8Array, auth: EnvelopeAuth): Uint8Array {
-  const trailer = encode(envelopeAuth, auth);
-  const out = new Uint8Array(blob.length + trailer.length);
+  const out = new Uint8Array(blob.length + authBytes(auth));
   out.set(blob, 0);
-  out.set(trailer, blob.length);
+  const w = new Writer(out, blob.length);
+  envelopeAuth.encode(w, auth);
+  if (w.length !== out.length) throw new RangeError('auth trailer size mismatch');
   return out;
 }
 
 /** I3: what the sender signs. */
 export function messageDigest(senderId: string, topic: string, blob: Uint8Array): Uint8Array {
-  return domainDigest(LABELS.message, [Buffer.from(senderId, 'ascii'), Buffer.from(topic, 'utf8'), blob]);
+  return domainDigest(LABELS.message, [senderId, topic, blob]);
 }
 
 /** AES-GCM associated data: binds topic and the whole header to the ciphertext. */
 export function envelopeAad(topic: string, headerBytes: Uint8Array): Uint8Array {
-  return domainDigest(LABELS.directAad, [Buffer.from(topic, 'utf8'), headerBytes]);
+  return domainDigest(LABELS.directAad, [topic, headerBytes]);
 }
 
 export function decodeDirectEnvelope(bytes: Uint8Array, limits: Limits = DEFAULT_LIMITS): Result<DecodedEnvelope> {

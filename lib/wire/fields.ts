@@ -2,27 +2,62 @@
  * Field codec shared by every wire structure (docs/PROTOCOL.md §2).
  * Layouts are declared as data: a `struct({...})` of fields, encoded in key order, big-endian.
  * Decoding never throws on the peer's bytes: a field that does not fit records a Reason and
- * returns undefined, and the structure decoder turns that into a Result.
+ * returns undefined, and the structure decoder turns that into a Result. Decoded byte fields are
+ * views of one private copy of the input (`decodeAll`), never of the caller's buffer: one
+ * allocation per structure instead of one per field.
  */
 import { fail, ok, type Reason, type Result } from '../result';
 
+/** Encoder output: one growing buffer, so a structure costs one copy, not one array per field. */
 export class Writer {
-  private chunks: Uint8Array[] = [];
-  private size = 0;
+  private buf: Uint8Array;
+  private view: DataView;
+  private size: number;
 
-  push(bytes: Uint8Array): void {
-    this.chunks.push(bytes);
-    this.size += bytes.length;
+  /** Writes into `target` from `offset` on (grown into a new buffer if it is too small), else into a buffer of its own. */
+  constructor(target: Uint8Array = new Uint8Array(256), offset = 0) {
+    this.buf = target;
+    this.view = new DataView(target.buffer, target.byteOffset, target.byteLength);
+    this.size = offset;
   }
 
-  finish(): Uint8Array {
-    const out = new Uint8Array(this.size);
-    let offset = 0;
-    for (const c of this.chunks) {
-      out.set(c, offset);
-      offset += c.length;
+  get length(): number {
+    return this.size;
+  }
+
+  private reserve(n: number): number {
+    const at = this.size;
+    if (at + n > this.buf.length) {
+      const grown = new Uint8Array(Math.max(this.buf.length * 2, at + n, 256));
+      grown.set(this.buf.subarray(0, at));
+      this.buf = grown;
+      this.view = new DataView(grown.buffer);
     }
-    return out;
+    this.size = at + n;
+    return at;
+  }
+
+  push(bytes: Uint8Array): void {
+    const at = this.reserve(bytes.length);
+    this.buf.set(bytes, at);
+  }
+
+  /** Big-endian unsigned integer of 1, 2 or 4 bytes (range checked by the caller). */
+  uint(value: number, bytes: 1 | 2 | 4): void {
+    const at = this.reserve(bytes);
+    if (bytes === 1) this.buf[at] = value;
+    else if (bytes === 2) this.view.setUint16(at, value, false);
+    else this.view.setUint32(at, value, false);
+  }
+
+  u64(value: bigint): void {
+    const at = this.reserve(8);
+    this.view.setBigUint64(at, value, false);
+  }
+
+  /** The bytes written, in a buffer of their own. */
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.size);
   }
 }
 
@@ -40,6 +75,29 @@ export class Reader {
   fail(reason: Reason): undefined {
     if (this.failure === undefined) this.failure = reason;
     return undefined;
+  }
+
+  /** Big-endian unsigned integer of 1, 2 or 4 bytes, without allocating. */
+  uint(n: 1 | 2 | 4): number | undefined {
+    if (this.failure !== undefined) return undefined;
+    if (n > this.remaining) return this.fail('truncated');
+    const b = this.bytes;
+    const at = this.offset;
+    this.offset += n;
+    if (n === 1) return b[at];
+    if (n === 2) return (b[at] << 8) | b[at + 1];
+    return b[at] * 0x1000000 + ((b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]);
+  }
+
+  u64(): bigint | undefined {
+    if (this.failure !== undefined) return undefined;
+    if (8 > this.remaining) return this.fail('truncated');
+    const b = this.bytes;
+    const at = this.offset;
+    this.offset += 8;
+    const hi = b[at] * 0x1000000 + ((b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]);
+    const lo = b[at + 4] * 0x1000000 + ((b[at + 5] << 16) | (b[at + 6] << 8) | b[at + 7]);
+    return (BigInt(hi) << 32n) | BigInt(lo);
   }
 
   take(n: number): Uint8Array | undefined {
@@ -67,16 +125,10 @@ function uint(bytes: 1 | 2 | 4): Field<number> {
       if (!Number.isInteger(value) || value < 0 || value > max) {
         throw new RangeError(`u${8 * bytes} out of range: ${value}`);
       }
-      const b = new Uint8Array(bytes);
-      for (let i = bytes - 1, v = value; i >= 0; i--, v = Math.floor(v / 256)) b[i] = v & 0xff;
-      w.push(b);
+      w.uint(value, bytes);
     },
     decode(r) {
-      const b = r.take(bytes);
-      if (b === undefined) return undefined;
-      let v = 0;
-      for (const x of b) v = v * 256 + x;
-      return v;
+      return r.uint(bytes);
     },
   };
 }
@@ -91,14 +143,10 @@ export const u64: Field<bigint> = {
     if (typeof value !== 'bigint' || value < 0n || value >= 1n << 64n) {
       throw new RangeError(`u64 out of range: ${String(value)}`);
     }
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setBigUint64(0, value, false);
-    w.push(b);
+    w.u64(value);
   },
   decode(r) {
-    const b = r.take(8);
-    if (b === undefined) return undefined;
-    return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, false);
+    return r.u64();
   },
 };
 
@@ -113,8 +161,7 @@ export function fixed(n: number): Field<Uint8Array> {
       w.push(value);
     },
     decode(r) {
-      const b = r.take(n);
-      return b === undefined ? undefined : new Uint8Array(b);
+      return r.take(n);
     },
   };
 }
@@ -135,8 +182,7 @@ export function sized(prefix: 1 | 2 | 4, max: number, min = 0): Field<Uint8Array
       const n = len.decode(r);
       if (n === undefined) return undefined;
       if (n > max || n < min) return r.fail('bad-length');
-      const b = r.take(n);
-      return b === undefined ? undefined : new Uint8Array(b);
+      return r.take(n);
     },
   };
 }
@@ -153,7 +199,7 @@ export const deviceId: Field<string> = {
   name: 'device-id',
   encode(w, value) {
     if (!isValidDeviceId(value)) throw new RangeError(`invalid device id ${JSON.stringify(value)}`);
-    u8.encode(w, value.length);
+    w.uint(value.length, 1);
     w.push(Buffer.from(value, 'ascii'));
   },
   decode(r) {
@@ -168,7 +214,7 @@ export const deviceId: Field<string> = {
         c === 0x2d || c === 0x2e || c === 0x5f;
       if (!okChar) return r.fail('bad-id');
     }
-    return Buffer.from(b).toString('ascii');
+    return Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
   },
 };
 
@@ -286,7 +332,7 @@ export function encode<T>(field: Field<T>, value: T): Uint8Array {
 export function decodeAll<T>(field: Field<T>, bytes: Uint8Array, maxBytes: number): Result<T> {
   if (!(bytes instanceof Uint8Array)) return fail('bad-field', 'input is not bytes');
   if (bytes.length > maxBytes) return fail('too-large', `${bytes.length} > ${maxBytes} bytes`);
-  const r = new Reader(bytes);
+  const r = new Reader(new Uint8Array(bytes));
   const value = field.decode(r);
   if (value === undefined || r.failure !== undefined) return fail(r.failure ?? 'truncated');
   if (r.remaining !== 0) return fail('trailing-data', `${r.remaining} bytes`);

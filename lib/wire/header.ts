@@ -27,10 +27,11 @@ export const HEADER_BYTES = 4;
 /** The 4-byte header for one structure type; a mismatch fails with the matching reason. */
 export function header(type: StructureType): Field<StructureType> {
   const code = STRUCTURE_TYPES[type];
+  const bytes = Uint8Array.of(MAGIC >> 8, MAGIC & 0xff, PROTOCOL_VERSION, code);
   return {
     name: `header(${type})`,
     encode(w) {
-      w.push(Uint8Array.of(MAGIC >> 8, MAGIC & 0xff, PROTOCOL_VERSION, code));
+      w.push(bytes);
     },
     decode(r) {
       const b = r.take(HEADER_BYTES);
@@ -43,8 +44,10 @@ export function header(type: StructureType): Field<StructureType> {
   };
 }
 
-/** Reads the type of a structure without decoding it (for `inspect`); undefined if not ours. */
+const typeByCode = new Map((Object.keys(STRUCTURE_TYPES) as StructureType[]).map((k) => [STRUCTURE_TYPES[k] as number, k]));
+
+/** Reads the type of a structure without decoding it; undefined if not ours. */
 export function peekType(bytes: Uint8Array): StructureType | undefined {
   if (bytes.length < HEADER_BYTES || ((bytes[0] << 8) | bytes[1]) !== MAGIC) return undefined;
-  return (Object.keys(STRUCTURE_TYPES) as StructureType[]).find((k) => STRUCTURE_TYPES[k] === bytes[3]);
+  return typeByCode.get(bytes[3]);
 }

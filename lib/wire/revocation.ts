@@ -72,7 +72,7 @@ export function encodeRevocation(body: Uint8Array, sig: Uint8Array): Uint8Array 
 
 /** What the CA signs: SHA-256 framed("pqc-iiot:revocation:v1", topic, body). */
 export function revocationDigest(topic: string, body: Uint8Array): Uint8Array {
-  return domainDigest(LABELS.revocation, [Buffer.from(topic, 'utf8'), body]);
+  return domainDigest(LABELS.revocation, [topic, body]);
 }
 
 export function decodeRevocation(bytes: Uint8Array, limits: Limits = DEFAULT_LIMITS): Result<DecodedRevocation> {

@@ -48,15 +48,20 @@ export function encodeTopicEnvelopeHeader(fields: TopicEnvelopeHeader): Uint8Arr
 
 /** AES-GCM associated data: binds the topic and the whole header to the ciphertext. */
 export function topicEnvelopeAad(topic: string, headerBytes: Uint8Array): Uint8Array {
-  return domainDigest(LABELS.topicAad, [Buffer.from(topic, 'utf8'), headerBytes]);
+  return domainDigest(LABELS.topicAad, [topic, headerBytes]);
 }
 
 export function decodeTopicEnvelope(bytes: Uint8Array, limits: Limits = DEFAULT_LIMITS): Result<DecodedTopicEnvelope> {
   const r = decodeAll(envelopeLayout, bytes, limits.maxEnvelopeBytes);
   if (!r.ok) return r;
-  const { header: _h, ...v } = r.value;
+  const v = r.value;
   if (!signatureFits(v.sigAlgorithm, v.auth.signature)) return fail('bad-length', 'signature length');
   const blob = bytes.subarray(0, bytes.length - authBytes(v.auth));
   const headerLength = blob.length - GCM_NONCE_BYTES - 4 - v.ciphertext.length;
-  return ok({ ...v, blob, headerBytes: bytes.subarray(0, headerLength) });
+  // Built field by field: an object spread per message costs more than the rest of the decoding.
+  return ok({
+    senderId: v.senderId, senderKeyEpoch: v.senderKeyEpoch, senderKeyId: v.senderKeyId, sigAlgorithm: v.sigAlgorithm,
+    keySerial: v.keySerial, seq: v.seq, timestamp: v.timestamp, nonce: v.nonce, ciphertext: v.ciphertext, auth: v.auth,
+    blob, headerBytes: bytes.subarray(0, headerLength),
+  });
 }

@@ -61,7 +61,7 @@ export function encodeTopicKey(body: Uint8Array, sig: Uint8Array): Uint8Array {
 
 /** What the publisher signs: bound to its id and to the MQTT topic of the key message. */
 export function topicKeyDigest(publisherId: string, keyTopic: string, body: Uint8Array): Uint8Array {
-  return domainDigest(LABELS.topicKey, [Buffer.from(publisherId, 'ascii'), Buffer.from(keyTopic, 'utf8'), body]);
+  return domainDigest(LABELS.topicKey, [publisherId, keyTopic, body]);
 }
 
 export function decodeTopicKey(bytes: Uint8Array, limits: Limits = DEFAULT_LIMITS): Result<DecodedTopicKey> {
