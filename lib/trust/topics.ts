@@ -27,19 +27,38 @@ export function isValidTopicFilter(filter: unknown, maxBytes = 65535): filter is
 
 /**
  * True if `topic` matches `filter`. Topics starting with '$' are not matched by a leading
- * wildcard (MQTT rule), so a '#' right does not grant '$SYS/...'.
+ * wildcard (MQTT rule), so a '#' right does not grant '$SYS/...'. Walks both strings level by
+ * level without splitting them: this runs for every message against every subscription.
  */
 export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  if (topic.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
+  let fi = 0;
+  let ti = 0;
+  let topicDone = false;
+  for (;;) {
+    let fe = filter.indexOf('/', fi);
+    if (fe < 0) fe = filter.length;
+    const levelLength = fe - fi;
+    // '+' or '#' only when the whole level is that one character.
+    const wildcard = levelLength === 1 ? filter.charCodeAt(fi) : 0;
+    if (fi === 0 && (wildcard === PLUS || wildcard === HASH) && topic.charCodeAt(0) === DOLLAR) return false;
+    if (wildcard === HASH) return true;
+    if (topicDone) return false;
+    let te = topic.indexOf('/', ti);
+    if (te < 0) te = topic.length;
+    if (wildcard !== PLUS) {
+      if (te - ti !== levelLength) return false;
+      for (let k = 0; k < levelLength; k++) if (filter.charCodeAt(fi + k) !== topic.charCodeAt(ti + k)) return false;
+    }
+    topicDone = te === topic.length;
+    if (fe === filter.length) return topicDone;
+    fi = fe + 1;
+    ti = te + 1;
   }
-  return f.length === t.length;
 }
+
+const PLUS = 0x2b;
+const HASH = 0x23;
+const DOLLAR = 0x24;
 
 export function matchesAny(filters: readonly string[], topic: string): boolean {
   return filters.some((f) => topicMatches(f, topic));

@@ -55,6 +55,37 @@ describe('trust/topics', () => {
       assert.equal(topicMatches('plant/+', 'plant/$x'), true);
     });
 
+    it('agrees with the level-by-level definition (MQTT §4.7) on 20,000 random filters and topics', () => {
+      // The definition, written the obvious way: split both into levels and compare.
+      const byLevels = (filter: string, topic: string): boolean => {
+        const f = filter.split('/');
+        const t = topic.split('/');
+        if (topic.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
+        for (let i = 0; i < f.length; i++) {
+          if (f[i] === '#') return true;
+          if (i >= t.length) return false;
+          if (f[i] !== '+' && f[i] !== t[i]) return false;
+        }
+        return f.length === t.length;
+      };
+      // Small alphabets, so random pairs often share levels and hit every branch.
+      let seed = 7;
+      const rand = (n: number): number => {
+        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+        return seed % n;
+      };
+      const pick = (chars: string, max: number): string => Array.from({ length: rand(max + 1) }, () => chars[rand(chars.length)]).join('');
+      let matched = 0;
+      for (let i = 0; i < 20_000; i++) {
+        const filter = pick('ab/+#$', 7);
+        const topic = pick('ab/$', 6);
+        const expected = byLevels(filter, topic);
+        assert.equal(topicMatches(filter, topic), expected, `${JSON.stringify(filter)} vs ${JSON.stringify(topic)}`);
+        if (expected) matched++;
+      }
+      assert.ok(matched > 1000, `only ${matched} matching pairs: the sample does not exercise matches`);
+    });
+
     it('matchesAny: any one filter is enough; an empty list grants nothing', () => {
       assert.equal(matchesAny(['a/#', 'b/+'], 'b/x'), true);
       assert.equal(matchesAny(['a/#', 'b/+'], 'c/x'), false);
