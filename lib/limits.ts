@@ -1,7 +1,7 @@
 /**
  * Size and count limits for untrusted input (I5), in one frozen table with the reason for each
- * value. Every limit is configurable per config node; these are the defaults.
- * See docs/PROTOCOL.md §7.
+ * value. Every limit is configurable per session (SessionOptions.limits); these are the defaults,
+ * and LIMIT_BOUNDS the accepted ranges. See docs/PROTOCOL.md §7.
  */
 
 export interface Limits {
@@ -80,7 +80,8 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxClockSkewMs: 0,
 });
 
-const BOUNDS: Readonly<Record<keyof Limits, readonly [number, number]>> = Object.freeze({
+/** Accepted range [min, max] of each limit (integers); editors validate against the same table. */
+export const LIMIT_BOUNDS: Readonly<Record<keyof Limits, readonly [number, number]>> = Object.freeze({
   maxAnnouncementBytes: [1024, 1024 * 1024],
   maxCertificateBytes: [1024, 256 * 1024],
   maxEnvelopeBytes: [256, 256 * 1024 * 1024],
@@ -99,15 +100,16 @@ const BOUNDS: Readonly<Record<keyof Limits, readonly [number, number]>> = Object
   replayWindow: [1, 4096],
   maxClockSkewMs: [0, 365 * 24 * 3600 * 1000],
 });
+for (const bounds of Object.values(LIMIT_BOUNDS)) Object.freeze(bounds);
 
 /** Merges overrides into the defaults; an out-of-range or non-integer value is a local error. */
 export function resolveLimits(overrides: Partial<Record<keyof Limits, unknown>> = {}): Limits {
   const out: Record<string, number> = { ...DEFAULT_LIMITS };
   for (const [key, raw] of Object.entries(overrides)) {
-    if (!(key in BOUNDS)) throw new Error(`unknown limit "${key}"`);
+    if (!(key in LIMIT_BOUNDS)) throw new Error(`unknown limit "${key}"`);
     if (raw === undefined || raw === null || raw === '') continue;
     const value = typeof raw === 'string' ? Number(raw) : raw;
-    const [min, max] = BOUNDS[key as keyof Limits];
+    const [min, max] = LIMIT_BOUNDS[key as keyof Limits];
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
       throw new Error(`limit "${key}" must be an integer from ${min} to ${max}`);
     }

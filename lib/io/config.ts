@@ -272,9 +272,10 @@ export function buildFromConfig(settings: ConfigSettings, credentials: ConfigCre
   let throughput: ThroughputOptions;
   try {
     connectionOptions = connectionOptionsFrom(settings, credentials, opts);
-    limits = resolveLimits({ replayWindow: text(settings.replayWindow), maxEnvelopeBytes: text(settings.maxEnvelopeBytes) });
-    keysTopicPrefix = text(settings.keysTopicPrefix) || 'pqc/keys/';
     throughput = throughputOptionsFrom(settings);
+    // The Trust & limits tab's limits and the compact-mode ones of the Throughput tab; the rest are the defaults.
+    limits = resolveLimits({ replayWindow: text(settings.replayWindow), maxEnvelopeBytes: text(settings.maxEnvelopeBytes), ...throughput.limits });
+    keysTopicPrefix = text(settings.keysTopicPrefix) || 'pqc/keys/';
   } catch (error) {
     return { ok: false, problem: 'bad-settings', message: (error as Error).message };
   }
@@ -336,7 +337,7 @@ export function buildFromConfig(settings: ConfigSettings, credentials: ConfigCre
   try {
     session = new SecureSession({
       provider, caPublicKey, strict, limits, keysTopicPrefix,
-      batch: throughput.batch, verifiedRoots: throughput.verifiedRoots, budget: throughput.budget,
+      batch: throughput.batch, verifiedRoots: throughput.verifiedRoots, budget: throughput.budget, compactBatch: throughput.compactBatch,
     });
     connection = new HeldConnection(connectionOptions);
   } catch (error) {

@@ -1,17 +1,21 @@
 /**
  * The throughput and flood-protection settings of a `pqc-config` node, as the editor stores them
  * (strings, booleans, or numbers in hand-written flows), turned into the SecureSession options
- * `batch` and `verifiedRoots` (docs/PROTOCOL.md §4.7) and `budget` (§6.7), plus the worker-thread
- * choice (lib/io/crypto-workers.ts).
+ * `batch` and `verifiedRoots` (docs/PROTOCOL.md §4.7), `budget` (§6.7), `compactBatch` and the
+ * compact-mode `limits` (§4.8, §7), plus the worker-thread choice (lib/io/crypto-workers.ts).
  *
  * An absent or empty property takes the core default, so a flow saved before these settings
  * existed runs exactly as before. Anything else is parsed strictly: "16 ", "0x10", "1e3", "-1",
  * "12abc" or "yes" is an error naming the setting as the editor labels it, never a coerced value.
- * The ranges are the core's (lib/session/batch.ts, lib/trust/budget.ts), which validates again.
+ * The ranges are the core's (lib/session/batch.ts, lib/session/compact.ts, lib/limits.ts,
+ * lib/trust/budget.ts), which validates again.
  */
-import { DEFAULT_BATCH_OPTIONS, DEFAULT_VERIFIED_ROOTS, type BatchOptions } from '../session/batch';
+import { DEFAULT_LIMITS, LIMIT_BOUNDS, type Limits } from '../limits';
+import { DEFAULT_BATCH_OPTIONS, DEFAULT_VERIFIED_ROOTS, MAX_BATCH_DELAY_MS, type BatchOptions } from '../session/batch';
+import { DEFAULT_COMPACT_BATCH_OPTIONS } from '../session/compact';
 import { DEFAULT_BUDGET, type BucketSpec, type BudgetOptions } from '../trust/budget';
 import { MAX_BATCH_LEAVES } from '../wire/auth';
+import { MAX_MANIFEST_DIGESTS } from '../wire/batch-manifest';
 import type { CryptoWorkersChoice } from './crypto-workers';
 
 /** Properties of the config node as saved in flows.json (all public). */
@@ -33,7 +37,17 @@ export interface ThroughputSettings {
   budgetDecapsulateGlobalRate?: unknown;
   /** 'auto' (default) or 'off'; process-wide, see lib/io/crypto-workers.ts. */
   cryptoWorkers?: unknown;
+  /** Compact mode, sender side: when a batch manifest closes (SessionOptions.compactBatch). */
+  compactBatchMaxDigests?: unknown;
+  compactBatchMaxDelayMs?: unknown;
+  /** Compact mode, receiver side: the session limits of the same names (lib/limits.ts). */
+  compactWaitMs?: unknown;
+  maxCompactPending?: unknown;
+  maxManifestBytes?: unknown;
 }
+
+/** The limits set on the Throughput tab; the others are set elsewhere or take their defaults. */
+export type CompactLimits = Pick<Limits, 'compactWaitMs' | 'maxCompactPending' | 'maxManifestBytes'>;
 
 export interface ThroughputOptions {
   /** For SessionOptions.batch: false = every envelope signed on its own. */
@@ -42,6 +56,10 @@ export interface ThroughputOptions {
   /** For SessionOptions.budget: false = no budgets. */
   budget: BudgetOptions | false;
   cryptoWorkers: CryptoWorkersChoice;
+  /** For SessionOptions.compactBatch: when a compact-mode manifest closes (maxLeaves = digests listed). */
+  compactBatch: BatchOptions;
+  /** For SessionOptions.limits, merged with the limits set elsewhere on the node. */
+  limits: CompactLimits;
 }
 
 type NumericKey = Exclude<keyof ThroughputSettings, 'batching' | 'budget' | 'cryptoWorkers'>;
@@ -67,13 +85,19 @@ function rate(label: string, fallback: number): NumericSetting {
   return { label, integer: false, min: 0, max: BUDGET_MAX, fallback };
 }
 
+/** A session limit: its range and default are lib/limits.ts's. */
+function limit(label: string, key: keyof CompactLimits): NumericSetting {
+  const [min, max] = LIMIT_BOUNDS[key];
+  return { label, integer: true, min, max, fallback: DEFAULT_LIMITS[key] };
+}
+
 const d = DEFAULT_BUDGET;
 
 /** Every numeric setting with its range and default (the core's). */
 export const THROUGHPUT_NUMBERS: Readonly<Record<NumericKey, NumericSetting>> = Object.freeze({
   // 1 is allowed and means "no batching" in the core (a batch of one is an ordinary signature).
   batchMaxLeaves: { label: 'batch size (messages per signature)', integer: true, min: 1, max: MAX_BATCH_LEAVES, fallback: DEFAULT_BATCH_OPTIONS.maxLeaves },
-  batchMaxDelayMs: { label: 'max batch delay (ms)', integer: true, min: 0, max: 1000, fallback: DEFAULT_BATCH_OPTIONS.maxDelayMs },
+  batchMaxDelayMs: { label: 'max batch delay (ms)', integer: true, min: 0, max: MAX_BATCH_DELAY_MS, fallback: DEFAULT_BATCH_OPTIONS.maxDelayMs },
   // 0 is allowed: every batch envelope's root signature is then checked again.
   verifiedRoots: { label: 'verified roots cache', integer: true, min: 0, max: 1_000_000, fallback: DEFAULT_VERIFIED_ROOTS },
   budgetVerifyPerPeerBurst: burst('signature checks per sender: burst', d.verify.perPeer.burst),
@@ -84,6 +108,17 @@ export const THROUGHPUT_NUMBERS: Readonly<Record<NumericKey, NumericSetting>> = 
   budgetDecapsulatePerPeerRate: rate('decapsulations per sender: rate', d.decapsulate.perPeer.rate),
   budgetDecapsulateGlobalBurst: burst('decapsulations, all senders: burst', d.decapsulate.global.burst),
   budgetDecapsulateGlobalRate: rate('decapsulations, all senders: rate', d.decapsulate.global.rate),
+  // Compact mode (§4.8), sender side; 1 is allowed: a manifest then lists each message alone.
+  compactBatchMaxDigests: {
+    label: 'manifest size (messages per manifest)', integer: true, min: 1, max: MAX_MANIFEST_DIGESTS, fallback: DEFAULT_COMPACT_BATCH_OPTIONS.maxLeaves,
+  },
+  compactBatchMaxDelayMs: {
+    label: 'max manifest delay (ms)', integer: true, min: 0, max: MAX_BATCH_DELAY_MS, fallback: DEFAULT_COMPACT_BATCH_OPTIONS.maxDelayMs,
+  },
+  // Receiver side: session limits, with lib/limits.ts's ranges and defaults.
+  compactWaitMs: limit('manifest wait (ms)', 'compactWaitMs'),
+  maxCompactPending: limit('held messages (waiting for their manifest)', 'maxCompactPending'),
+  maxManifestBytes: limit('max manifest (bytes)', 'maxManifestBytes'),
 });
 
 const INTEGER_TEXT = /^[0-9]+$/;
@@ -157,10 +192,22 @@ export function throughputOptionsFrom(settings: ThroughputSettings): ThroughputO
     // Not an editor setting: how many senders' buckets are remembered is a memory bound, not a tuning knob.
     maxTrackedPeers: DEFAULT_BUDGET.maxTrackedPeers,
   });
+  const cryptoWorkers = cryptoWorkersSetting(settings);
+  const compactBatch: BatchOptions = Object.freeze({
+    maxLeaves: numberSetting(settings, 'compactBatchMaxDigests'),
+    maxDelayMs: numberSetting(settings, 'compactBatchMaxDelayMs'),
+  });
+  const limits: CompactLimits = Object.freeze({
+    compactWaitMs: numberSetting(settings, 'compactWaitMs'),
+    maxCompactPending: numberSetting(settings, 'maxCompactPending'),
+    maxManifestBytes: numberSetting(settings, 'maxManifestBytes'),
+  });
   return {
     batch: batching ? batch : false,
     verifiedRoots,
     budget: budgeting ? budget : false,
-    cryptoWorkers: cryptoWorkersSetting(settings),
+    cryptoWorkers,
+    compactBatch,
+    limits,
   };
 }

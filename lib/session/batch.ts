@@ -22,6 +22,9 @@ export interface BatchOptions {
 
 export const DEFAULT_BATCH_OPTIONS: BatchOptions = Object.freeze({ maxLeaves: 16, maxDelayMs: 2 });
 
+/** Longest any batch (signatures, §4.7; compact-mode manifests, §4.8) may be set to stay open (ms). */
+export const MAX_BATCH_DELAY_MS = 1000;
+
 /** Verified batch roots a receiver remembers (least recently used dropped first). */
 export const DEFAULT_VERIFIED_ROOTS = 1024;
 
@@ -35,8 +38,8 @@ export function resolveBatchOptions(options: Partial<BatchOptions> | false | und
   if (!Number.isInteger(out.maxLeaves) || out.maxLeaves < 1 || out.maxLeaves > MAX_BATCH_LEAVES) {
     throw new Error(`batch maxLeaves must be an integer from 1 to ${MAX_BATCH_LEAVES}`);
   }
-  if (typeof out.maxDelayMs !== 'number' || !(out.maxDelayMs >= 0 && out.maxDelayMs <= 1000)) {
-    throw new Error('batch maxDelayMs must be from 0 to 1000');
+  if (typeof out.maxDelayMs !== 'number' || !(out.maxDelayMs >= 0 && out.maxDelayMs <= MAX_BATCH_DELAY_MS)) {
+    throw new Error(`batch maxDelayMs must be from 0 to ${MAX_BATCH_DELAY_MS}`);
   }
   return out.maxLeaves === 1 ? undefined : Object.freeze(out);
 }

@@ -7,7 +7,7 @@
 import { sha256 } from '../crypto/symmetric';
 import type { SigAlgorithm } from '../crypto/algorithms';
 import { encodeBatchManifest, encodeBatchManifestBody, manifestDigest, MAX_MANIFEST_DIGESTS } from '../wire/batch-manifest';
-import { BatchWindow, EVENT_LOOP_SCHEDULER, type BatchOptions, type BatchScheduler } from './batch';
+import { BatchWindow, EVENT_LOOP_SCHEDULER, MAX_BATCH_DELAY_MS, type BatchOptions, type BatchScheduler } from './batch';
 
 /** Digests of verified manifests a receiver remembers, over all senders (least recently used dropped first). */
 export const DEFAULT_VERIFIED_DIGESTS = 8192;
@@ -17,7 +17,7 @@ export const DEFAULT_VERIFIED_DIGESTS = 8192;
  * Thin links pay per byte, so a manifest waits for its window instead of closing after a quiet
  * turn of the event loop; receivers wait `compactWaitMs` (2 s) for it, more than this window.
  */
-export const DEFAULT_COMPACT_BATCH_OPTIONS: BatchOptions = Object.freeze({ maxLeaves: MAX_MANIFEST_DIGESTS, maxDelayMs: 1000 });
+export const DEFAULT_COMPACT_BATCH_OPTIONS: BatchOptions = Object.freeze({ maxLeaves: MAX_MANIFEST_DIGESTS, maxDelayMs: MAX_BATCH_DELAY_MS });
 
 /** Merges overrides into the compact defaults; unlike batch signing, a manifest of one digest is fine. */
 export function resolveCompactBatchOptions(options: Partial<BatchOptions> | undefined): BatchOptions {
@@ -25,8 +25,8 @@ export function resolveCompactBatchOptions(options: Partial<BatchOptions> | unde
   if (!Number.isInteger(out.maxLeaves) || out.maxLeaves < 1 || out.maxLeaves > MAX_MANIFEST_DIGESTS) {
     throw new Error(`compact batch maxLeaves must be an integer from 1 to ${MAX_MANIFEST_DIGESTS}`);
   }
-  if (typeof out.maxDelayMs !== 'number' || !(out.maxDelayMs >= 0 && out.maxDelayMs <= 1000)) {
-    throw new Error('compact batch maxDelayMs must be from 0 to 1000');
+  if (typeof out.maxDelayMs !== 'number' || !(out.maxDelayMs >= 0 && out.maxDelayMs <= MAX_BATCH_DELAY_MS)) {
+    throw new Error(`compact batch maxDelayMs must be from 0 to ${MAX_BATCH_DELAY_MS}`);
   }
   return Object.freeze(out);
 }

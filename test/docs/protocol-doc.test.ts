@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LABELS } from '../../lib/crypto/symmetric';
 import { DEFAULT_LIMITS } from '../../lib/limits';
+import { throughputOptionsFrom } from '../../lib/io/throughput-settings';
 import { REASONS } from '../../lib/result';
 import { KEM_ALGORITHMS, SIG_ALGORITHMS } from '../../lib/crypto/algorithms';
 import { STRUCTURE_TYPES } from '../../lib/wire/header';
@@ -24,6 +25,14 @@ describe('docs/PROTOCOL.md matches the code', () => {
   it('states every default limit', () => {
     for (const [name, value] of Object.entries(DEFAULT_LIMITS)) {
       assert.match(doc, new RegExp(`\\| \`${name}\` \\| ${value}\\b`), `limit ${name} = ${value} missing`);
+    }
+  });
+
+  it('names the limits a config node sets (§7), and only those', () => {
+    const intro = doc.slice(doc.indexOf('## 7. Limits'), doc.indexOf('| limit | default | why |'));
+    const editable = ['replayWindow', 'maxEnvelopeBytes', ...Object.keys(throughputOptionsFrom({}).limits)];
+    for (const name of Object.keys(DEFAULT_LIMITS)) {
+      assert.equal(intro.includes(`\`${name}\``), editable.includes(name), `§7 on whether the config node sets ${name}`);
     }
   });
 

@@ -1,7 +1,9 @@
 /** Config node settings + credentials → connection, session, endpoint, or a named problem (lib/io/config.ts). */
 import assert from 'node:assert/strict';
 import { buildFromConfig, connectionOptionsFrom, type ConfigOutcome, type ConfigSettings } from '../../lib/io/config';
-import { SecureSession, SoftwareProvider, identityToJson, type OpenedMessage, type Result } from '../../lib';
+import {
+  DEFAULT_LIMITS, SecureSession, SoftwareProvider, decodeBatchManifest, identityToJson, type ManifestMessage, type OpenedMessage, type Result,
+} from '../../lib';
 import { cryptoOffload } from '../../lib/crypto/worker-pool';
 import { DEFAULT_BATCH_OPTIONS } from '../../lib/session/batch';
 import { regionsOf } from '../lib/fixtures';
@@ -168,6 +170,109 @@ describe('io/config', function () {
       assert.equal(off.session.throughputStats.budget, undefined);
     });
 
+    /** Polls until `done()` (compact manifests are signed asynchronously). */
+    async function until(done: () => boolean, what: string): Promise<void> {
+      const deadline = Date.now() + 20_000;
+      while (!done()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+
+    it('compact manifest settings reach the sender: a manifest closes at the configured number of messages, or after the configured delay', async function () {
+      const build = (extra: ConfigSettings): { set: ReadySet; manifests: ManifestMessage[] } => {
+        const set = buildFromConfig({ ...settings, ...extra }, { identity: identityToJson(fx.sensor) }, { ownerId: 'cfg-sensor' });
+        assert.ok(set.ok, set.ok ? '' : set.message);
+        open.push(set);
+        const manifests: ManifestMessage[] = [];
+        set.session.setManifestSink({ manifest: (m) => manifests.push(m), failed: (error) => assert.fail(String(error)) });
+        return { set, manifests };
+      };
+      const seal = (set: ReadySet, n: number) => Promise.all(
+        Array.from({ length: n }, (_, i) => set.session.sealTopic(TOPIC, new TextEncoder().encode(`c${i}`), Date.now(), undefined, { compact: true })),
+      );
+
+      // Size 2 (delay left at its default of 1 s; the last, short manifest is flushed): with the defaults the five would share one manifest.
+      const sized = build({ compactBatchMaxDigests: '2' });
+      await seal(sized.set, 5);
+      sized.set.session.flushManifests();
+      await until(() => sized.manifests.reduce((n, m) => n + m.count, 0) === 5, 'manifests listing all 5 messages');
+      const listed = sized.manifests.map((m) => {
+        const d = decodeBatchManifest(m.payload);
+        assert.ok(d.ok);
+        return d.value.digests.length;
+      });
+      assert.deepEqual(listed, [2, 2, 1]);
+      assert.deepEqual(sized.set.session.throughputStats.manifests, { manifests: 3, envelopes: 5, largest: 2 });
+
+      // Delay 0 (the quiet-turn rule): a lone message's manifest follows at once, not after the default second.
+      const quick = build({ compactBatchMaxDelayMs: '0' });
+      const started = Date.now();
+      await seal(quick.set, 1);
+      await until(() => quick.manifests.length === 1, 'the manifest');
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed < 900, `manifest after ${elapsed} ms`);
+    });
+
+    it('compact-mode limits reach the session, merged with the other limits, and are in effect', async function () {
+      const limited = await gateway({ compactWaitMs: '30000', maxCompactPending: '0', maxManifestBytes: '2048', replayWindow: '128' });
+      assert.deepEqual(limited.session.limits, { ...DEFAULT_LIMITS, compactWaitMs: 30000, maxCompactPending: 0, maxManifestBytes: 2048, replayWindow: 128 });
+      const plain = await gateway({});
+      assert.deepEqual(plain.session.limits, DEFAULT_LIMITS);
+
+      // A topic of its own: the first compact message on it comes with a new topic key.
+      const topic = 'plant/line-1/compact-limits';
+      const manifests: ManifestMessage[] = [];
+      sensor.setManifestSink({ manifest: (m) => manifests.push(m), failed: (error) => assert.fail(String(error)) });
+      try {
+        const now = Date.now();
+        const first = await sensor.sealTopic(topic, new TextEncoder().encode('compact-1'), now, undefined, { compact: true });
+        const second = await sensor.sealTopic(topic, new TextEncoder().encode('compact-2'), now, undefined, { compact: true });
+        sensor.flushManifests();
+        await until(() => manifests.length === 1, 'the manifest');
+        const keyMessage = first.keyMessage;
+        assert.ok(keyMessage, 'a new topic key comes with the first message');
+        for (const set of [limited, plain]) assert.ok((await set.session.handleKeyMessage(keyMessage.topic, keyMessage.payload, now)).ok);
+
+        // Held messages 0: a compact message cannot wait for its manifest, so it is refused at once.
+        const refused = await limited.session.open(topic, first.envelope, now);
+        assert.deepEqual(refused.ok ? 'accepted' : refused.reason, 'unsigned');
+        // Max manifest 2048 bytes: this one (an ML-DSA-44 signature alone is 2420 bytes) is too large.
+        assert.ok(manifests[0].payload.length > 2048);
+        const tooLarge = await limited.session.handleManifest(manifests[0].topic, manifests[0].payload, now);
+        assert.deepEqual(tooLarge.ok ? 'accepted' : tooLarge.reason, 'too-large');
+
+        // The defaults hold both messages until the manifest verified, then release them.
+        const held = [plain.session.open(topic, first.envelope, now), plain.session.open(topic, second.envelope, now)];
+        assert.ok((await plain.session.handleManifest(manifests[0].topic, manifests[0].payload, now)).ok);
+        const released = await Promise.all(held);
+        assert.deepEqual(released.map((r) => (r.ok ? new TextDecoder().decode(r.value.data) : r.reason)), ['compact-1', 'compact-2']);
+      } finally {
+        sensor.setManifestSink(undefined);
+      }
+    });
+
+    it('compact manifest wait reaches the session: a message whose manifest does not come is refused after it', async function () {
+      const set = await gateway({ compactWaitMs: '100' });
+      assert.equal(set.session.limits.compactWaitMs, 100);
+      const topic = 'plant/line-1/compact-wait';
+      sensor.setManifestSink({ manifest: () => undefined, failed: () => undefined });
+      try {
+        const now = Date.now();
+        const sealed = await sensor.sealTopic(topic, new TextEncoder().encode('never signed'), now, undefined, { compact: true });
+        sensor.flushManifests();
+        assert.ok(sealed.keyMessage);
+        assert.ok((await set.session.handleKeyMessage(sealed.keyMessage.topic, sealed.keyMessage.payload, now)).ok);
+        const held = set.session.open(topic, sealed.envelope, now);
+        assert.equal(set.session.expirePending(now + 99), 0, 'still within the wait');
+        assert.equal(set.session.expirePending(now + 100), 1);
+        const result = await held;
+        assert.deepEqual(result.ok ? 'accepted' : result.reason, 'unsigned');
+      } finally {
+        sensor.setManifestSink(undefined);
+      }
+    });
+
     it('worker threads "off" holds for the whole process while the config node is open', async function () {
       const earlier = cryptoOffload();
       const lines: string[] = [];
@@ -196,6 +301,12 @@ describe('io/config', function () {
         [{ budgetDecapsulateGlobalRate: '-3' }, /budgetDecapsulateGlobalRate/],
         [{ budget: 'maybe' }, /verification budget \(budget\) must be true or false/],
         [{ cryptoWorkers: 'off', batching: 'sometimes' }, /batching/],
+        [{ compactBatchMaxDigests: '0' }, /^manifest size \(messages per manifest\) \(compactBatchMaxDigests\) must be an integer from 1 to 255, not "0"$/],
+        [{ compactBatchMaxDelayMs: '1001' }, /compactBatchMaxDelayMs\) must be an integer from 0 to 1000, not "1001"/],
+        [{ compactWaitMs: '1e3' }, /^manifest wait \(ms\) \(compactWaitMs\) must be an integer from 0 to 600000, not "1e3"$/],
+        [{ maxCompactPending: '-1' }, /maxCompactPending\) must be an integer from 0 to 100000, not "-1"/],
+        [{ maxManifestBytes: '512' }, /maxManifestBytes\) must be an integer from 1024 to 1048576, not "512"/],
+        [{ cryptoWorkers: 'off', maxManifestBytes: '16 ' }, /maxManifestBytes/],
       ];
       for (const [extra, message] of cases) {
         const outcome = buildFromConfig({ ...settings, ...extra }, { identity: identityToJson(fx.gateway) }, { ownerId: 'cfg' });

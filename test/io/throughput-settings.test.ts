@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { THROUGHPUT_NUMBERS, throughputOptionsFrom, type ThroughputSettings } from '../../lib/io/throughput-settings';
+import { DEFAULT_LIMITS, LIMIT_BOUNDS, resolveLimits } from '../../lib/limits';
 import { DEFAULT_BATCH_OPTIONS, DEFAULT_VERIFIED_ROOTS, resolveBatchOptions } from '../../lib/session/batch';
+import { DEFAULT_COMPACT_BATCH_OPTIONS, resolveCompactBatchOptions } from '../../lib/session/compact';
 import { DEFAULT_BUDGET, resolveBudget } from '../../lib/trust/budget';
 
 const ROOT = join(__dirname, '..', '..', '..');
@@ -12,11 +14,19 @@ const EMPTY_FORM: ThroughputSettings = {
   budgetVerifyPerPeerBurst: '', budgetVerifyPerPeerRate: '', budgetVerifyGlobalBurst: '', budgetVerifyGlobalRate: '',
   budgetDecapsulatePerPeerBurst: '', budgetDecapsulatePerPeerRate: '', budgetDecapsulateGlobalBurst: '', budgetDecapsulateGlobalRate: '',
   cryptoWorkers: '',
+  compactBatchMaxDigests: '', compactBatchMaxDelayMs: '', compactWaitMs: '', maxCompactPending: '', maxManifestBytes: '',
 };
+/** The compact-mode settings: flows.json property → where it lands in the session options. */
+const COMPACT_KEYS = ['compactBatchMaxDigests', 'compactBatchMaxDelayMs', 'compactWaitMs', 'maxCompactPending', 'maxManifestBytes'] as const;
+const COMPACT_LIMITS = ['compactWaitMs', 'maxCompactPending', 'maxManifestBytes'] as const;
 
 describe('io/throughput-settings', function () {
   it('absent or empty properties give exactly the core defaults (flows saved before these settings run as before)', function () {
-    const expected = { batch: DEFAULT_BATCH_OPTIONS, verifiedRoots: DEFAULT_VERIFIED_ROOTS, budget: DEFAULT_BUDGET, cryptoWorkers: 'auto' };
+    const expected = {
+      batch: DEFAULT_BATCH_OPTIONS, verifiedRoots: DEFAULT_VERIFIED_ROOTS, budget: DEFAULT_BUDGET, cryptoWorkers: 'auto',
+      compactBatch: DEFAULT_COMPACT_BATCH_OPTIONS,
+      limits: { compactWaitMs: DEFAULT_LIMITS.compactWaitMs, maxCompactPending: DEFAULT_LIMITS.maxCompactPending, maxManifestBytes: DEFAULT_LIMITS.maxManifestBytes },
+    };
     assert.deepEqual(throughputOptionsFrom({}), expected);
     assert.deepEqual(throughputOptionsFrom(EMPTY_FORM), expected);
   });
@@ -27,6 +37,7 @@ describe('io/throughput-settings', function () {
       budgetVerifyPerPeerBurst: '11', budgetVerifyPerPeerRate: '1.5', budgetVerifyGlobalBurst: '13', budgetVerifyGlobalRate: '14',
       budgetDecapsulatePerPeerBurst: '21', budgetDecapsulatePerPeerRate: '0', budgetDecapsulateGlobalBurst: '23', budgetDecapsulateGlobalRate: '24.25',
       cryptoWorkers: 'off',
+      compactBatchMaxDigests: '32', compactBatchMaxDelayMs: '250', compactWaitMs: '5000', maxCompactPending: '64', maxManifestBytes: '4096',
     });
     assert.deepEqual(o, {
       batch: { maxLeaves: 8, maxDelayMs: 25 },
@@ -37,10 +48,82 @@ describe('io/throughput-settings', function () {
         maxTrackedPeers: DEFAULT_BUDGET.maxTrackedPeers,
       },
       cryptoWorkers: 'off',
+      compactBatch: { maxLeaves: 32, maxDelayMs: 250 },
+      limits: { compactWaitMs: 5000, maxCompactPending: 64, maxManifestBytes: 4096 },
     });
     // What the builder hands over is what the core itself would resolve.
     assert.deepEqual(resolveBatchOptions(o.batch || undefined), o.batch);
     assert.deepEqual(resolveBudget(o.budget || undefined), o.budget);
+    assert.deepEqual(resolveCompactBatchOptions(o.compactBatch), o.compactBatch);
+    assert.deepEqual(resolveLimits(o.limits), { ...DEFAULT_LIMITS, ...o.limits });
+  });
+
+  it('compact mode: each setting is parsed on its own, to its own place, the others keeping their defaults', function () {
+    const defaults = throughputOptionsFrom({});
+    const where = (o: ReturnType<typeof throughputOptionsFrom>, key: (typeof COMPACT_KEYS)[number]): number =>
+      key === 'compactBatchMaxDigests' ? o.compactBatch.maxLeaves
+        : key === 'compactBatchMaxDelayMs' ? o.compactBatch.maxDelayMs
+        : o.limits[key];
+    for (const key of COMPACT_KEYS) {
+      const { min, max } = THROUGHPUT_NUMBERS[key];
+      for (const value of [min, max, Math.floor((min + max) / 2)]) {
+        for (const given of [String(value), value]) {
+          const o = throughputOptionsFrom({ [key]: given });
+          assert.equal(where(o, key), value, `${key} = ${JSON.stringify(given)}`);
+          for (const other of COMPACT_KEYS.filter((k) => k !== key)) assert.equal(where(o, other), where(defaults, other), `${other} untouched by ${key}`);
+          // Nothing else moves: batching, budgets and the rest keep their defaults.
+          assert.deepEqual({ ...o, compactBatch: undefined, limits: undefined }, { ...defaults, compactBatch: undefined, limits: undefined });
+        }
+      }
+    }
+    // Only the three compact limits are set here: replayWindow, maxEnvelopeBytes and the rest come from elsewhere.
+    assert.deepEqual(Object.keys(defaults.limits).sort(), [...COMPACT_LIMITS].sort());
+  });
+
+  it('compact mode: the defaults and ranges are the core\'s own (lib/limits.ts, resolveCompactBatchOptions)', function () {
+    for (const key of COMPACT_LIMITS) {
+      const spec = THROUGHPUT_NUMBERS[key];
+      assert.deepEqual([spec.min, spec.max, spec.fallback, spec.integer], [...LIMIT_BOUNDS[key], DEFAULT_LIMITS[key], true], key);
+      // The core accepts both ends and refuses one step beyond either.
+      assert.equal(resolveLimits({ [key]: spec.min })[key], spec.min);
+      assert.equal(resolveLimits({ [key]: spec.max })[key], spec.max);
+      assert.throws(() => resolveLimits({ [key]: spec.max + 1 }), new RegExp(key));
+      if (spec.min > 0) assert.throws(() => resolveLimits({ [key]: spec.min - 1 }), new RegExp(key));
+    }
+    const digests = THROUGHPUT_NUMBERS.compactBatchMaxDigests;
+    const delay = THROUGHPUT_NUMBERS.compactBatchMaxDelayMs;
+    assert.deepEqual([digests.fallback, delay.fallback], [DEFAULT_COMPACT_BATCH_OPTIONS.maxLeaves, DEFAULT_COMPACT_BATCH_OPTIONS.maxDelayMs]);
+    assert.deepEqual([digests.min, digests.max, delay.min, delay.max], [1, 255, 0, 1000]);
+    assert.equal(resolveCompactBatchOptions({ maxLeaves: digests.min, maxDelayMs: delay.min }).maxLeaves, digests.min);
+    assert.equal(resolveCompactBatchOptions({ maxLeaves: digests.max, maxDelayMs: delay.max }).maxDelayMs, delay.max);
+    assert.throws(() => resolveCompactBatchOptions({ maxLeaves: digests.min - 1 }), /maxLeaves/);
+    assert.throws(() => resolveCompactBatchOptions({ maxLeaves: digests.max + 1 }), /maxLeaves/);
+    assert.throws(() => resolveCompactBatchOptions({ maxDelayMs: delay.max + 1 }), /maxDelayMs/);
+    assert.throws(() => resolveCompactBatchOptions({ maxDelayMs: delay.min - 1 }), /maxDelayMs/);
+  });
+
+  it('compact mode: refuses anything that is not a plain whole number in range, naming the setting as the editor labels it', function () {
+    const expected: Record<(typeof COMPACT_KEYS)[number], string> = {
+      compactBatchMaxDigests: 'manifest size (messages per manifest) (compactBatchMaxDigests) must be an integer from 1 to 255',
+      compactBatchMaxDelayMs: 'max manifest delay (ms) (compactBatchMaxDelayMs) must be an integer from 0 to 1000',
+      compactWaitMs: 'manifest wait (ms) (compactWaitMs) must be an integer from 0 to 600000',
+      maxCompactPending: 'held messages (waiting for their manifest) (maxCompactPending) must be an integer from 0 to 100000',
+      maxManifestBytes: 'max manifest (bytes) (maxManifestBytes) must be an integer from 1024 to 1048576',
+    };
+    for (const key of COMPACT_KEYS) {
+      const { min, max } = THROUGHPUT_NUMBERS[key];
+      const bad: Array<[unknown, string]> = [
+        ['16 ', '"16 "'], [' 16', '" 16"'], ['0x10', '"0x10"'], ['1e3', '"1e3"'], ['-1', '"-1"'], ['12abc', '"12abc"'], ['4.5', '"4.5"'],
+        ['+7', '"+7"'], ['yes', '"yes"'], [4.5, '"4.5"'], [-1, '"-1"'], [Number.NaN, '"null"'], [Number.POSITIVE_INFINITY, '"null"'],
+        [true, '"true"'], [{}, '"{}"'], [String(max + 1), `"${max + 1}"`], [max + 1, `"${max + 1}"`],
+      ];
+      if (min > 0) bad.push([String(min - 1), `"${min - 1}"`], [min - 1, `"${min - 1}"`]);
+      for (const [value, shown] of bad) {
+        assert.throws(() => throughputOptionsFrom({ [key]: value }), { message: `${expected[key]}, not ${shown}` }, `${key} = ${String(value)}`);
+      }
+      // Also in a whole form whose other fields are fine.
+      assert.throws(() => throughputOptionsFrom({ ...EMPTY_FORM, batching: 'true', [key]: '1e3' }), { message: `${expected[key]}, not "1e3"` });
+    }
   });
 
   it('switches: batching and budget off give false; numbers from hand-written flows are taken as numbers', function () {
@@ -131,7 +214,7 @@ describe('io/throughput-settings', function () {
       for (const key of [...Object.keys(THROUGHPUT_NUMBERS), 'batching', 'budget', 'cryptoWorkers']) {
         assert.ok(tab.includes(`id="node-config-input-${key}"`), `input of ${key}`);
       }
-      for (const key of ['batching', 'batchMaxLeaves', 'batchMaxDelayMs', 'verifiedRoots', 'budget', 'cryptoWorkers']) {
+      for (const key of ['batching', 'batchMaxLeaves', 'batchMaxDelayMs', 'verifiedRoots', 'budget', 'cryptoWorkers', ...COMPACT_KEYS]) {
         assert.equal(typeof messages.label[key], 'string', `label.${key}`);
       }
       for (const key of tab.matchAll(/data-i18n="(?:\[\w+\])?pqc-config\.([\w.]+)"/g)) {

@@ -1,9 +1,10 @@
 /**
  * I5 limits table (lib/limits.ts, docs/PROTOCOL.md §7): explicit defaults in one frozen table,
- * overridable per config node, with out-of-range values refused as local errors.
+ * overridable per session, with out-of-range values refused as local errors.
  */
 import assert from 'node:assert/strict';
 import { DEFAULT_LIMITS, resolveLimits, type Limits } from '../../lib';
+import { LIMIT_BOUNDS } from '../../lib/limits';
 
 /** Bounds of the limits this battery knows; limits added later are covered by the generic tests. */
 const BOUNDS: Partial<Record<keyof Limits, [number, number]>> = {
@@ -82,6 +83,21 @@ describe('limits (I5)', () => {
       assert.throws(() => resolveLimits({ [key]: -1 }), new RegExp(`limit "${key}"`), key);
       assert.throws(() => resolveLimits({ [key]: 'many' }), new RegExp(`limit "${key}"`), key);
       assert.throws(() => resolveLimits({ [key]: Number.MAX_SAFE_INTEGER }), new RegExp(`limit "${key}"`), `${key} has an upper bound`);
+    }
+  });
+
+  it('I5 LIMIT_BOUNDS (what editors validate against) is the table resolveLimits() enforces, frozen, for every limit', () => {
+    assert.deepEqual(Object.keys(LIMIT_BOUNDS).sort(), Object.keys(DEFAULT_LIMITS).sort());
+    assert.ok(Object.isFrozen(LIMIT_BOUNDS));
+    for (const [key, bounds] of Object.entries(LIMIT_BOUNDS) as [keyof Limits, readonly [number, number]][]) {
+      assert.ok(Object.isFrozen(bounds), `${key} bounds frozen`);
+      const [min, max] = bounds;
+      const known = BOUNDS[key];
+      if (known) assert.deepEqual([min, max], known, key);
+      assert.equal(resolveLimits({ [key]: min })[key], min);
+      assert.equal(resolveLimits({ [key]: max })[key], max);
+      assert.throws(() => resolveLimits({ [key]: max + 1 }), new RegExp(`limit "${key}" must be an integer from ${min} to ${max}`));
+      if (min > 0) assert.throws(() => resolveLimits({ [key]: min - 1 }), new RegExp(`limit "${key}"`));
     }
   });
 

@@ -1,14 +1,15 @@
 /**
  * pqc-config: the "Generate identity" admin endpoint, MQTT 5 against a private mosquitto
  * whose Maximum Packet Size the out node must respect (refusing before publish, via done(err)),
- * and the Throughput settings of a deployed flow (in effect, or refused without a crash).
+ * and the Throughput settings of a deployed flow (in effect, or refused without a crash), compact
+ * mode's included.
  */
 import assert from 'node:assert/strict';
 import helper from 'node-red-node-test-helper';
 import configNodeModule from '../../nodes/pqc-config';
 import outNodeModule from '../../nodes/pqc-secure-out';
 import inNodeModule from '../../nodes/pqc-secure-in';
-import { parseIdentityJson } from '../../lib';
+import { DEFAULT_LIMITS, decodeBatchManifest, parseIdentityJson, peekType } from '../../lib';
 import { decodeDirectEnvelope } from '../../lib/wire/envelope';
 import { startAedes, type AedesBroker } from '../helpers/aedes';
 import { startMosquitto, type MosquittoBroker } from '../helpers/mosquitto';
@@ -164,6 +165,65 @@ describe('nodes: pqc-config', function () {
       assert.equal(stats.envelopes, sent.length);
       assert.equal(stats.largest, 3);
       assert.ok(stats.signatures >= 3, `${stats.signatures} signatures for 7 messages in batches of at most 3`);
+    });
+
+    it('compact mode: the sender\'s manifest size and the receiver\'s hold limits set on the nodes are the ones in effect', async function () {
+      const TOPIC = 'plant/line-1/compact';
+      const flow = [
+        configNode('cfgS', aedes.port, fx.caText, { compactBatchMaxDigests: '2', compactBatchMaxDelayMs: '500' }),
+        configNode('cfgG', aedes.port, fx.caText, { compactWaitMs: '30000', maxCompactPending: '16', maxManifestBytes: '8192' }),
+        {
+          id: 'out', type: 'pqc-secure-out', pqcConfig: 'cfgS', topic: TOPIC, qos: '1', retain: '', recipients: '',
+          signatures: 'compact', keyStrategy: 'seconds', keyThreshold: '3600', wires: [],
+        },
+        { id: 'in', type: 'pqc-secure-in', pqcConfig: 'cfgG', topic: 'plant/#', qos: '1', datatype: 'utf8', rejections: false, outputs: 1, wires: [['ok']] },
+        { id: 'ok', type: 'helper' },
+      ];
+      await helper.load(NODES, flow, { cfgS: credentialsFor(fx.sensor), cfgG: credentialsFor(fx.gateway) });
+      const cfgS = helper.getNode('cfgS');
+      const cfgG = helper.getNode('cfgG');
+      await waitPaired(cfgS, cfgG);
+      await waitSubscribed(cfgG, 'plant/#');
+      await waitSubscribed(cfgG, 'pqc/topic-keys/+/plant/#');
+      await waitSubscribed(cfgG, 'pqc/batches/+');
+      const receiver = readyConfig(cfgG).session;
+      assert.deepEqual(receiver.limits, { ...DEFAULT_LIMITS, compactWaitMs: 30000, maxCompactPending: 16, maxManifestBytes: 8192 });
+      assert.deepEqual(readyConfig(cfgS).session.limits, DEFAULT_LIMITS, 'the sender keeps the default limits');
+
+      const ok = new Inbox(helper.getNode('ok'));
+      const out = helper.getNode('out');
+      const sent = [0, 1, 2, 3, 4].map((i) => `compact-${i}`);
+      for (const payload of sent) out.receive({ payload });
+      const got = await ok.waitFor(sent.length);
+      assert.deepEqual(got.map((m) => m.payload).sort(), [...sent].sort());
+      assert.ok(got.every((m) => /compact$/.test((m.pqc as { suite: string }).suite)), 'released as compact');
+
+      // On the wire: compact envelopes, and manifests of at most 2 (the default would list all 5 in one).
+      const clientId = readyConfig(cfgS).connection.clientId;
+      assert.ok(watch.published(clientId, TOPIC).every((e) => peekType(e) === 'compactEnvelope'));
+      const listed = watch.published(clientId, 'pqc/batches/sensor-1').map((m) => {
+        const decoded = decodeBatchManifest(new Uint8Array(m));
+        assert.ok(decoded.ok);
+        return decoded.value.digests.length;
+      });
+      assert.deepEqual(listed, [2, 2, 1]);
+      assert.deepEqual(readyConfig(cfgS).session.throughputStats.manifests, { manifests: 3, envelopes: 5, largest: 2 });
+    });
+
+    it('compact mode: an invalid setting is refused like the others (bad-settings, the setting named)', async function () {
+      const flow = [
+        configNode('cfgG', aedes.port, fx.caText, { compactWaitMs: '1e3' }),
+        { id: 'in', type: 'pqc-secure-in', pqcConfig: 'cfgG', topic: 'plant/#', qos: '1', datatype: 'utf8', rejections: false, outputs: 1, wires: [[]] },
+      ];
+      await helper.load(NODES, flow, { cfgG: credentialsFor(fx.gateway) });
+      const cfgG = helper.getNode('cfgG');
+      const pqc = (cfgG as unknown as { pqc: { ok: boolean; problem?: string } }).pqc;
+      assert.equal(pqc.ok, false);
+      assert.equal(pqc.problem, 'bad-settings');
+      const pattern = /^manifest wait \(ms\) \(compactWaitMs\) must be an integer from 0 to 600000, not "1e3"$/;
+      assert.ok(errorTexts(cfgG).some((t) => pattern.test(t)), errorTexts(cfgG).join('\n'));
+      assert.deepEqual(lastStatus(helper.getNode('in')), { fill: 'red', shape: 'ring', text: 'pqc-secure-in.status.bad-settings' });
+      assert.equal(aedes.broker.connectedClients, 0, 'a config node with a bad setting never connects');
     });
 
     it('an invalid setting: red status on the nodes using it, a log line naming it, done(err) on input, no crash', async function () {
