@@ -22,6 +22,7 @@ import mqtt from 'mqtt';
 import { cryptoBackendName } from '../lib/crypto/backend';
 import { closeSharedCryptoPool, cryptoOffload, setCryptoOffload } from '../lib/crypto/worker-pool';
 import { publishPacketSize } from '../lib/io/mqtt-connection';
+import { MAX_BATCH_LEAVES } from '../lib/wire/auth';
 import { caPublicKeyToText } from '../lib/wire/ca-key';
 import { createCa, createIdentity, identityToJson, issueCertificate } from '../lib/session/identity';
 import type { SecureSession } from '../lib/session/session';
@@ -29,7 +30,8 @@ import { decodeTopicEnvelope } from '../lib/wire/topic-envelope';
 import { startMosquitto, type MosquittoBroker } from '../test/helpers/mosquitto';
 import { chartInputFromResult, renderChart } from './chart';
 import { corePipeline } from './core';
-import { cryptoTable, poolTable, type CryptoRow, type PoolRow } from './crypto-table';
+import { throughputCeiling, type Ceiling } from './ceiling';
+import { AES_SEAL_OPEN, SHA256_MESSAGE_DIGEST, SUITES, cryptoTable, poolTable, type CryptoRow, type PoolRow } from './crypto-table';
 import { startNodeRed, type EmbeddedRed } from './nodered';
 import { markdownTable, percentile, round } from './stats';
 
@@ -440,6 +442,21 @@ async function flood(url: string, bench: Bench, template: Buffer, legitRate: num
   return result;
 }
 
+/**
+ * The ratio no implementation could beat here (bench/ceiling.ts), from this run's plain scenario
+ * and crypto table, for the default suite in batches of 255; undefined without the crypto table.
+ */
+function ceilingFrom(cores: number, plain: ScenarioResult, crypto: readonly CryptoRow[]): Ceiling | undefined {
+  const ms = (operation: string, suite?: string): number | undefined => crypto.find((r) => r.operation === operation && (suite === undefined || r.suite === suite))?.ms;
+  const suite = SUITES[0];
+  const aesMs = ms(AES_SEAL_OPEN);
+  const sha256Ms = ms(SHA256_MESSAGE_DIGEST);
+  const signMs = ms(`${suite.sig} sign`, suite.name);
+  const verifyMs = ms(`${suite.sig} verify`, suite.name);
+  if (aesMs === undefined || sha256Ms === undefined || signMs === undefined || verifyMs === undefined) return undefined;
+  return throughputCeiling({ cores, plain, aesMs, sha256Ms, signMs, verifyMs, leaves: MAX_BATCH_LEAVES });
+}
+
 // --- main --------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -554,6 +571,8 @@ async function main(): Promise<void> {
     log('flood: forged topic envelopes at 10× the legitimate rate');
     const floodResult = template && !ONLY ? await flood(broker.url, bench, template, 200, 2000, 3) : undefined;
 
+    const ceiling = ceilingFrom(machine.cores, plain, crypto);
+
     const date = new Date().toISOString().slice(0, 10);
     const base = `${date}-node${process.versions.node}${ONLY ? '-partial' : ''}`;
     fs.mkdirSync(RESULTS_DIR, { recursive: true });
@@ -569,6 +588,7 @@ async function main(): Promise<void> {
       core,
       wireSizes: sizes,
       scenarios,
+      ceiling,
       latency,
       flood: floodResult,
       seconds: round((Date.now() - started) / 1000),
@@ -582,6 +602,11 @@ async function main(): Promise<void> {
       'CPU %': s.cpuPercent, 'broker CPU %': s.mosquittoCpuPercent, 'loop p99 ms': s.eventLoopP99Ms,
       'sig/msg': s.signaturesPerMsg, 'verify/msg': s.verificationsPerMsg, 'wire B/msg': s.wirePacketBytes,
     }))) + '\n\n');
+    if (ceiling) {
+      process.stdout.write(`ceiling: at most ${round(ceiling.maxRatio)} × plain (${round(ceiling.maxMsgsPerSec)} msg/s) for any implementation here: ` +
+        `plain costs ${round(ceiling.plainCpuUs)} µs CPU per message (Node-RED and broker), the cryptography of a secure message at least ${round(ceiling.cryptoUs)} µs ` +
+        `(batches of ${ceiling.leaves}), ${ceiling.cores} cores\n\n`);
+    }
     process.stdout.write(markdownTable(latency.map((l) => ({ 'at 10 msg/s': l.scenario, 'p50 ms': l.p50Ms, 'p99 ms': l.p99Ms, 'added p99 ms': l.addedP99Ms }))) + '\n\n');
     if (floodResult) {
       process.stdout.write(markdownTable([

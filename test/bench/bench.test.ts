@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { throughputCeiling } from '../../bench/ceiling';
 import { renderChart } from '../../bench/chart';
 import { forgeTopicEnvelope } from '../../bench/forge';
 import { markdownTable, median, percentile, round } from '../../bench/stats';
@@ -77,5 +78,23 @@ describe('bench (npm run bench): pure parts', () => {
     assert.match(pkg.scripts.bench, /npm run build && "\$npm_node_execpath" dist\/bench\/run\.js/);
     assert.ok(existsSync(join(ROOT, 'dist', 'bench', 'run.js')));
     assert.ok(existsSync(join(ROOT, 'dist', 'bench', 'flooder.js')));
+  });
+  it('the throughput ceiling: plain CPU per message plus the cryptography a secure message needs, over the cores', () => {
+    // Plain: 40,000 msg/s using 120 % (Node-RED) + 40 % (broker) → 40 µs CPU per message.
+    // Crypto: AES 10 µs + (6 + 254/255) SHA-256 of 1 µs + (5,100 + 1,020 µs) / 255 = 10 + 6.996 + 24 µs.
+    const c = throughputCeiling({
+      cores: 2, plain: { msgsPerSec: 40_000, cpuPercent: 120, mosquittoCpuPercent: 40 },
+      aesMs: 0.010, sha256Ms: 0.001, signMs: 5.1, verifyMs: 1.02, leaves: 255,
+    });
+    assert.ok(Math.abs(c.plainCpuUs - 40) < 1e-9);
+    assert.ok(Math.abs(c.hashesPerMessage - (6 + 254 / 255)) < 1e-12);
+    assert.ok(Math.abs(c.cryptoUs - (10 + 6 + 254 / 255 + 24)) < 1e-9);
+    assert.ok(Math.abs(c.maxMsgsPerSec - 2e6 / (40 + c.cryptoUs)) < 1e-6);
+    assert.ok(Math.abs(c.maxRatio - c.maxMsgsPerSec / 40_000) < 1e-12);
+    // More cores or bigger batches raise it; costlier cryptography lowers it.
+    const base = { cores: 2, plain: { msgsPerSec: 40_000, cpuPercent: 120, mosquittoCpuPercent: 40 }, aesMs: 0.01, sha256Ms: 0.001, signMs: 5.1, verifyMs: 1.02 };
+    assert.ok(throughputCeiling({ ...base, leaves: 16 }).maxRatio < throughputCeiling({ ...base, leaves: 255 }).maxRatio);
+    assert.ok(throughputCeiling({ ...base, cores: 4, leaves: 255 }).maxRatio > c.maxRatio);
+    assert.ok(throughputCeiling({ ...base, aesMs: 0.02, leaves: 255 }).maxRatio < c.maxRatio);
   });
 });
