@@ -69,20 +69,26 @@ function labelPrefix(label: Label): Buffer {
 export function domainDigest(label: Label, parts: readonly (Uint8Array | string)[]): Uint8Array {
   const prefix = labelPrefix(label);
   let size = prefix.length;
-  const lengths = parts.map((p) => (typeof p === 'string' ? Buffer.byteLength(p, 'utf8') : p.length));
-  for (const n of lengths) size += 4 + n;
-  const framed = Buffer.allocUnsafe(size);
-  prefix.copy(framed, 0);
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i];
+    size += 4 + (typeof p === 'string' ? Buffer.byteLength(p, 'utf8') : p.length);
+  }
+  // Laid out in a scratch buffer reused by every call (hashing is synchronous): no allocation
+  // per digest but the digest itself. Only public bytes are framed (wire data, public keys,
+  // ids), so what the scratch keeps between calls is no secret.
+  if (scratch.length < size) scratch = Buffer.allocUnsafeSlow(Math.max(size, 2 * scratch.length));
+  prefix.copy(scratch, 0);
   let at = prefix.length;
   for (let i = 0; i < parts.length; i++) {
     const p = parts[i];
-    framed.writeUInt32BE(lengths[i], at);
-    if (typeof p === 'string') framed.write(p, at + 4, 'utf8');
-    else framed.set(p, at + 4);
-    at += 4 + lengths[i];
+    const n = typeof p === 'string' ? scratch.write(p, at + 4, 'utf8') : (scratch.set(p, at + 4), p.length);
+    scratch.writeUInt32BE(n, at);
+    at += 4 + n;
   }
-  return sha256Of(framed);
+  return sha256Of(scratch.subarray(0, size));
 }
+
+let scratch = Buffer.allocUnsafeSlow(4096);
 
 export function hkdf(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
   return new Uint8Array(hkdfSync('sha256', ikm, salt, info, length));
