@@ -30,12 +30,12 @@ import {
   type KeyStrategy, type PublisherTopicKey, type SubscriberTopicKey,
 } from './topic-keys';
 import { isValidDeviceId } from '../wire/fields';
-import { decodeBatchManifest, manifestDigest } from '../wire/batch-manifest';
-import { decodeCompactEnvelope, encodeCompactEnvelope, encodeCompactEnvelopeHeader, MAX_COMPACT_CIPHERTEXT_BYTES, type DecodedCompactEnvelope } from '../wire/compact-envelope';
+import { encodeCompactEnvelope, encodeCompactEnvelopeHeader, MAX_COMPACT_CIPHERTEXT_BYTES } from '../wire/compact-envelope';
 import { GCM_TAG_BYTES } from '../crypto/algorithms';
 import {
-  DEFAULT_VERIFIED_DIGESTS, ManifestBatcher, VerifiedDigests, resolveCompactBatchOptions, type ManifestSink, type ManifestStats,
+  DEFAULT_VERIFIED_DIGESTS, ManifestBatcher, resolveCompactBatchOptions, type ManifestSink, type ManifestStats,
 } from './compact';
+import { CompactReceiver, type CompactReceiverSession } from './compact-receiver';
 import { buildAnnouncement, evaluateAnnouncement } from './announce';
 import { openDirectCiphertext, sealDirectEnvelope } from './direct';
 import type { SecurityProvider } from './provider';
@@ -102,19 +102,6 @@ interface TopicMembers {
 
 /** Data topics whose membership a publisher keeps (all are dropped when more appear). */
 const MAX_CACHED_MEMBERSHIPS = 1024;
-
-/** A compact envelope waiting for its key message, its batch manifest, or both (§4.8). */
-interface CompactHeld {
-  topic: string;
-  env: DecodedCompactEnvelope;
-  senderId: string;
-  /** I3 message digest of the whole envelope on this topic. */
-  digest: Uint8Array;
-  heldAt: number;
-  /** The plaintext once AES-GCM authenticated it; undefined while the key message has not arrived. */
-  data: Uint8Array | undefined;
-  resolve: (r: Result<OpenedMessage>) => void;
-}
 
 export interface SessionOptions {
   provider: SecurityProvider;
@@ -279,9 +266,7 @@ export class SecureSession {
   private verifications = 0;
   private readonly manifests: ManifestBatcher;
   private manifestSink: ManifestSink | undefined;
-  private readonly verifiedManifests: VerifiedRoots;
-  private readonly verifiedDigests: VerifiedDigests;
-  private compactHeld: CompactHeld[] = [];
+  private readonly compactReceiver: CompactReceiver;
   private ownCertificate: ReturnType<typeof decodeCertificate> | undefined;
   private trustChanges = 0;
   private counterChanges = 0;
@@ -334,8 +319,10 @@ export class SecureSession {
       () => this.timeFloor,
       compactBatch,
     );
-    this.verifiedManifests = new VerifiedRoots(opts.verifiedRoots ?? DEFAULT_VERIFIED_ROOTS);
-    this.verifiedDigests = new VerifiedDigests(opts.verifiedDigests ?? DEFAULT_VERIFIED_DIGESTS);
+    this.compactReceiver = new CompactReceiver(this.compactReceiverSession(), {
+      verifiedManifests: opts.verifiedRoots ?? DEFAULT_VERIFIED_ROOTS,
+      verifiedDigests: opts.verifiedDigests ?? DEFAULT_VERIFIED_DIGESTS,
+    });
   }
 
   /** Where the I/O layer receives this sender's signed batch manifests (compact mode, §4.8). */
@@ -492,7 +479,7 @@ export class SecureSession {
     if (!isValidTopicName(topic, this.limits.maxTopicBytes)) return fail('bad-field', 'topic');
     const type = peekType(payload);
     if (type === 'topicEnvelope') return this.openTopic(topic, payload, now);
-    if (type === 'compactEnvelope') return this.openCompact(topic, payload, now);
+    if (type === 'compactEnvelope') return this.compactReceiver.open(topic, payload, now);
     const d = decodeDirectEnvelope(payload, this.limits);
     if (!d.ok) return d;
     const env = d.value;
@@ -815,13 +802,13 @@ export class SecureSession {
       // Authentic, and this device is not a member: messages held for this key can never open.
       this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, dataKey: undefined, notAfter: Number(k.notAfter) }, now);
       this.releasePending(k.publisherId, k.topic, now);
-      this.keyArrivedForCompact(k.publisherId, k.topic, now);
+      this.compactReceiver.keyArrived(k.publisherId, k.topic, now);
       return fail('not-for-me');
     }
     const dataKey = topicDataKey(mek);
     mek.fill(0);
     this.topicKeys.put(k.publisherId, k.topic, { serial: k.keySerial, dataKey, notAfter: Number(k.notAfter) }, now);
-    const released = this.releasePending(k.publisherId, k.topic, now) + this.keyArrivedForCompact(k.publisherId, k.topic, now);
+    const released = this.releasePending(k.publisherId, k.topic, now) + this.compactReceiver.keyArrived(k.publisherId, k.topic, now);
     return ok({ publisher: k.publisherId, topic: k.topic, serial: k.keySerial, released });
   }
 
@@ -893,137 +880,40 @@ export class SecureSession {
     return released;
   }
 
-  // --- compact mode (docs/PROTOCOL.md §2.10–2.11, §4.8) -------------------------------------------
+  // --- compact mode (docs/PROTOCOL.md §2.10–2.11, §4.8): receiver side in CompactReceiver ---------
 
   /**
-   * A compact envelope: sender checks and the replay window (read-only) first, then AES-GCM
-   * under the topic key (cheap, members only); it is released only once a verified manifest of
-   * its sender's current key lists its digest. Until then it is held, at most
-   * `maxCompactPending` in all and `compactWaitMs` each (then `unsigned`, see `expirePending`).
+   * Feeds one message from the batch manifest topics (§4.8): once its checks and signature pass
+   * (order in CompactReceiver.handleManifest), its digests count as signed and held compact
+   * envelopes listed by it are released. Manifests never reach the flow.
    */
-  private openCompact(topic: string, payload: Uint8Array, now: number): Result<OpenedMessage> | Promise<Result<OpenedMessage>> {
-    const d = decodeCompactEnvelope(payload, this.limits);
-    if (!d.ok) return d;
-    const env = d.value;
-    if (env.senderId === this.deviceId) return fail('own-message');
-    // No key id on the wire: the envelope names its sender only, whose trusted key must sign it.
-    const peer = this.peers.get(env.senderId);
-    if (!peer || this.isRevoked(peer.deviceId, peer.keyId)) return fail(this.hasRevocationFor(env.senderId) ? 'revoked' : 'unknown-sender');
-    if (!mayPublish(peer, topic)) return fail('not-authorized');
-    const validity = checkValidity(peer, now);
-    if (!validity.ok) return validity;
-    const seen = replayCheck(this.windowOf(peer.deviceId), env.seq, this.limits.replayWindow);
-    if (seen !== 'fresh') return fail(seen);
-    const key = this.topicKeys.find(env.senderId, topic, env.keySerial, now, this.limits.topicKeyGraceMs);
-    if (key === 'superseded') return fail('no-key', 'the key of this message was replaced');
-    if (key === 'excluded') return fail('not-for-me');
-    let data: Uint8Array | undefined;
-    if (key !== 'unknown') {
-      const opened = this.decryptCompact(env, topic, key, now);
-      if (!opened.ok) return opened;
-      data = opened.value;
-    }
-    const digest = messageDigest(env.senderId, topic, payload);
-    const signedAt = this.verifiedDigests.find(peer.keyId, digest);
-    if (data !== undefined && signedAt !== undefined) return this.commit(peer, { seq: env.seq, timestamp: BigInt(signedAt) }, data, compactSuite(peer));
-    if (this.compactHeld.length >= this.limits.maxCompactPending) {
-      return fail(data === undefined ? 'no-key' : 'unsigned', 'too many compact envelopes waiting');
-    }
-    return new Promise((resolve) => {
-      this.compactHeld.push({ topic, env, senderId: env.senderId, digest, heldAt: now, data, resolve });
-    });
+  handleManifest(topic: string, payload: Uint8Array, clockNow: number): Promise<Result<ManifestVerdict>> {
+    return this.compactReceiver.handleManifest(topic, payload, this.observeTime(clockNow));
   }
 
-  /** AES-GCM of a compact envelope: the nonce comes from its sequence number (§4.8). */
-  private decryptCompact(env: DecodedCompactEnvelope, topic: string, key: SubscriberTopicKey & { dataKey: KeyObject }, now: number): Result<Uint8Array> {
-    if (key.notAfter > 0 && now > key.notAfter + this.limits.topicKeyGraceMs) return fail('expired', 'topic key past its schedule');
-    const data = aesGcmOpen(key.dataKey, compactNonce(env.seq), env.ciphertext, topicEnvelopeAad(topic, env.headerBytes));
-    return data === undefined ? fail('decrypt-failed') : ok(data);
-  }
-
-  /** Whether an applied revocation update names any key of this device. */
-  private hasRevocationFor(deviceId: string): boolean {
-    return this.revocations.entries.some((e) => e.deviceId === deviceId);
-  }
-
-  /** A key for (publisher, topic) was installed: decrypt the compact envelopes held for it. */
-  private keyArrivedForCompact(publisherId: string, topic: string, now: number): number {
-    let touched = false;
-    this.compactHeld = this.compactHeld.filter((h) => {
-      if (h.senderId !== publisherId || h.topic !== topic || h.data !== undefined) return true;
-      const key = this.topicKeys.find(publisherId, topic, h.env.keySerial, now, this.limits.topicKeyGraceMs);
-      if (key === 'unknown') return true;
-      const opened = key === 'superseded' ? fail<Uint8Array>('no-key') : key === 'excluded' ? fail<Uint8Array>('not-for-me') : this.decryptCompact(h.env, topic, key, now);
-      if (!opened.ok) {
-        h.resolve(opened);
-        return false;
-      }
-      h.data = opened.value;
-      touched = true;
-      return true;
-    });
-    const peer = this.peers.get(publisherId);
-    return touched && peer ? this.releaseCompact(peer) : 0;
-  }
-
-  /** Commits the held compact envelopes of `peer` that are decrypted and listed by a verified manifest. */
-  private releaseCompact(peer: TrustedPeer): number {
-    let released = 0;
-    this.compactHeld = this.compactHeld.filter((h) => {
-      if (h.senderId !== peer.deviceId || h.data === undefined) return true;
-      const signedAt = this.verifiedDigests.find(peer.keyId, h.digest);
-      if (signedAt === undefined) return true;
-      h.resolve(this.commit(peer, { seq: h.env.seq, timestamp: BigInt(signedAt) }, h.data, compactSuite(peer)));
-      released++;
-      return false;
-    });
-    return released;
+  /** What the compact receiver may use of this session (nothing else of it is reachable from there). */
+  private compactReceiverSession(): CompactReceiverSession {
+    return {
+      deviceId: this.deviceId,
+      limits: this.limits,
+      batchManifestSender: (topic) => (this.isBatchManifestTopic(topic) ? topic.slice(this.batchManifestPrefix.length) : undefined),
+      trustedPeer: (deviceId) => this.peers.get(deviceId),
+      isRevoked: (deviceId, keyId) => this.isRevoked(deviceId, keyId),
+      hasRevocationFor: (deviceId) => this.revocations.entries.some((e) => e.deviceId === deviceId),
+      replayStatus: (deviceId, seq) => replayCheck(this.windowOf(deviceId), seq, this.limits.replayWindow),
+      findTopicKey: (publisherId, topic, serial, now) => this.topicKeys.find(publisherId, topic, serial, now, this.limits.topicKeyGraceMs),
+      // The session's own steps, called at each use: one verification counter and budget, one
+      // order per sender and one replay window per sender, whichever mode asks.
+      checkSignature: (peer, signature, digest, now) => this.checkSignature(peer, signature, digest, now),
+      inSenderOrder: (queue, work) => this.inSenderOrder(queue, work),
+      commit: (peer, message, data, suite) => this.commit(peer, message, data, suite),
+    };
   }
 
   /**
-   * Feeds one message from the batch manifest topics (§4.8). Order: size, topic and sender id,
-   * own, decoding, topic id = sender id, revoked, trusted sender with this key, certificate
-   * validity, clock skew, then the signature within the verification budget (a byte-identical
-   * copy of a verified manifest costs no check). Only then do its digests count as signed, and
-   * held compact envelopes listed by it are released. Manifests never reach the flow.
+   * Fails held messages whose key did not arrive within `pendingKeyWaitMs`, and compact envelopes
+   * held for `compactWaitMs` (§4.8); returns how many.
    */
-  async handleManifest(topic: string, payload: Uint8Array, clockNow: number): Promise<Result<ManifestVerdict>> {
-    const now = this.observeTime(clockNow);
-    if (!(payload instanceof Uint8Array)) return fail('bad-field', 'payload is not bytes');
-    if (payload.length > this.limits.maxManifestBytes) return fail('too-large');
-    if (!this.isBatchManifestTopic(topic)) return fail('topic-mismatch');
-    const topicId = topic.slice(this.batchManifestPrefix.length);
-    if (!isValidDeviceId(topicId)) return fail('bad-id');
-    if (topicId === this.deviceId) return fail('own-message');
-    const d = decodeBatchManifest(payload, this.limits);
-    if (!d.ok) return d;
-    const m = d.value;
-    if (m.senderId !== topicId) return fail('topic-mismatch');
-    if (this.isRevoked(m.senderId, m.senderKeyId)) return fail('revoked');
-    const peer = this.peers.get(m.senderId);
-    if (!peer) return fail('unknown-sender');
-    if (m.senderKeyEpoch !== peer.keyEpoch || !bytesEqual(m.senderKeyId, peer.keyId) || m.sigAlgorithm !== peer.sigAlgorithm) {
-      return fail('stale-key');
-    }
-    const validity = checkValidity(peer, now);
-    if (!validity.ok) return validity;
-    if (this.limits.maxClockSkewMs > 0 && Math.abs(Number(m.timestamp) - now) > this.limits.maxClockSkewMs) return fail('stale');
-    const digest = manifestDigest(m.signedBytes);
-    // Checked at once (possibly off the main thread), applied in arrival order per sender: a later
-    // manifest verified first would release newer envelopes ahead of older held ones, and push
-    // those out of the replay window (§5).
-    const signed = await this.inSenderOrder(
-      `manifest:${m.senderId}`,
-      this.verifiedManifests.check(peer.keyId, digest, m.signature, () => this.checkSignature(peer, m.signature, digest, now)),
-    );
-    if (!signed.ok) return signed;
-    // Revoked or rotated while the signature was checked: its digests count for nothing now.
-    if (this.peers.get(m.senderId) !== peer) return fail(this.isRevoked(m.senderId, peer.keyId) ? 'revoked' : 'stale-key');
-    for (const listed of m.digests) this.verifiedDigests.add(peer.keyId, listed, Number(m.timestamp));
-    return ok({ sender: m.senderId, digests: m.digests.length, released: this.releaseCompact(peer) });
-  }
-
-  /** Fails held messages whose key did not arrive within `pendingKeyWaitMs`; returns how many. */
   expirePending(clockNow: number): number {
     const now = this.observeTime(clockNow);
     let expired = 0;
@@ -1033,16 +923,7 @@ export class SecureSession {
       expired++;
       return false;
     });
-    this.compactHeld = this.compactHeld.filter((h) => {
-      if (now - h.heldAt < this.limits.compactWaitMs) return true;
-      // Signed but its key never came: no-key; otherwise its manifest never verified: unsigned.
-      const peer = this.peers.get(h.senderId);
-      const signed = peer !== undefined && this.verifiedDigests.find(peer.keyId, h.digest) !== undefined;
-      h.resolve(fail(signed && h.data === undefined ? 'no-key' : 'unsigned'));
-      expired++;
-      return false;
-    });
-    return expired;
+    return expired + this.compactReceiver.expire(now);
   }
 
   /**
@@ -1068,11 +949,7 @@ export class SecureSession {
       }
     }
     // Compact envelopes held for a revoked sender are never released (§4.8).
-    this.compactHeld = this.compactHeld.filter((h) => {
-      if (this.peers.has(h.senderId)) return true;
-      h.resolve(fail('revoked'));
-      return false;
-    });
+    this.compactReceiver.failUntrustedSenders();
     return ok({
       seq: r.value.state.seq,
       added: r.value.added.map((e) => ({ deviceId: e.deviceId, keyId: toHex(e.keyId) })),
@@ -1203,10 +1080,6 @@ export class SecureSession {
 
 function topicSuite(peer: Pick<TrustedPeer, 'sigAlgorithm'>): string {
   return `topic-key/${peer.sigAlgorithm}/AES-256-GCM`;
-}
-
-function compactSuite(peer: Pick<TrustedPeer, 'sigAlgorithm'>): string {
-  return `topic-key/${peer.sigAlgorithm}/AES-256-GCM/compact`;
 }
 
 function hexBytes(hex: string): Uint8Array {
