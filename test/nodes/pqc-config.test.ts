@@ -124,6 +124,16 @@ describe('nodes: pqc-config', function () {
       await aedes.close();
     });
 
+    /** Deploys a flow with the sensor (cfgS) and gateway (cfgG) config nodes; resolves once they trust each other and cfgG subscribed to `filters`. */
+    async function loadPaired(flow: object[], ...filters: string[]): Promise<{ cfgS: ReturnType<typeof helper.getNode>; cfgG: ReturnType<typeof helper.getNode> }> {
+      await helper.load(NODES, flow, { cfgS: credentialsFor(fx.sensor), cfgG: credentialsFor(fx.gateway) });
+      const cfgS = helper.getNode('cfgS');
+      const cfgG = helper.getNode('cfgG');
+      await waitPaired(cfgS, cfgG);
+      for (const filter of filters) await waitSubscribed(cfgG, filter);
+      return { cfgS, cfgG };
+    }
+
     it('the sender batches at most the configured number of messages per signature; the receiver runs with its own budget setting', async function () {
       const TOPIC = 'plant/line-1/batched';
       const flow = [
@@ -133,11 +143,7 @@ describe('nodes: pqc-config', function () {
         { id: 'in', type: 'pqc-secure-in', pqcConfig: 'cfgG', topic: 'plant/#', qos: '1', datatype: 'utf8', rejections: false, outputs: 1, wires: [['ok']] },
         { id: 'ok', type: 'helper' },
       ];
-      await helper.load(NODES, flow, { cfgS: credentialsFor(fx.sensor), cfgG: credentialsFor(fx.gateway) });
-      const cfgS = helper.getNode('cfgS');
-      const cfgG = helper.getNode('cfgG');
-      await waitPaired(cfgS, cfgG);
-      await waitSubscribed(cfgG, 'plant/#');
+      const { cfgS, cfgG } = await loadPaired(flow, 'plant/#');
       const sender = readyConfig(cfgS).session;
       const receiver = readyConfig(cfgG).session;
       assert.deepEqual(sender.batching, { maxLeaves: 3, maxDelayMs: 50 });
@@ -179,13 +185,7 @@ describe('nodes: pqc-config', function () {
         { id: 'in', type: 'pqc-secure-in', pqcConfig: 'cfgG', topic: 'plant/#', qos: '1', datatype: 'utf8', rejections: false, outputs: 1, wires: [['ok']] },
         { id: 'ok', type: 'helper' },
       ];
-      await helper.load(NODES, flow, { cfgS: credentialsFor(fx.sensor), cfgG: credentialsFor(fx.gateway) });
-      const cfgS = helper.getNode('cfgS');
-      const cfgG = helper.getNode('cfgG');
-      await waitPaired(cfgS, cfgG);
-      await waitSubscribed(cfgG, 'plant/#');
-      await waitSubscribed(cfgG, 'pqc/topic-keys/+/plant/#');
-      await waitSubscribed(cfgG, 'pqc/batches/+');
+      const { cfgS, cfgG } = await loadPaired(flow, 'plant/#', 'pqc/topic-keys/+/plant/#', 'pqc/batches/+');
       const receiver = readyConfig(cfgG).session;
       assert.deepEqual(receiver.limits, { ...DEFAULT_LIMITS, compactWaitMs: 30000, maxCompactPending: 16, maxManifestBytes: 8192 });
       assert.deepEqual(readyConfig(cfgS).session.limits, DEFAULT_LIMITS, 'the sender keeps the default limits');
