@@ -128,16 +128,26 @@ function shown(value: unknown): string {
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 
+/**
+ * The public fields of an identity file, in file order: a software identity (`identityToJson`)
+ * and a token identity (lib/io/pkcs11/identity-file.ts) both begin with them.
+ */
+export function publicIdentityFields(id: PublicIdentity): Record<string, string | number> {
+  return {
+    deviceId: id.deviceId,
+    keyEpoch: id.keyEpoch,
+    keyId: toHex(id.keyId),
+    kemAlgorithm: id.kemAlgorithm,
+    sigAlgorithm: id.sigAlgorithm,
+    kemPublicKey: b64(id.kemPublicKey),
+    sigPublicKey: b64(id.sigPublicKey),
+  };
+}
+
 export function identityToJson(b: IdentityBundle): string {
   return JSON.stringify({
     format: IDENTITY_FORMAT,
-    deviceId: b.deviceId,
-    keyEpoch: b.keyEpoch,
-    keyId: toHex(b.keyId),
-    kemAlgorithm: b.kemAlgorithm,
-    sigAlgorithm: b.sigAlgorithm,
-    kemPublicKey: b64(b.kemPublicKey),
-    sigPublicKey: b64(b.sigPublicKey),
+    ...publicIdentityFields(b),
     kemSecretKey: b64(b.kemSecretKey),
     sigSecretKey: b64(b.sigSecretKey),
     certificate: b.certificate ? b64(b.certificate) : null,
@@ -157,7 +167,8 @@ function base64Field(o: Record<string, unknown>, name: string, expected: number,
   return bytes;
 }
 
-function parseJsonObject(text: string, kind: 'identity' | 'CA'): Record<string, unknown> {
+/** The JSON object of an identity or CA file; errors never quote the text. */
+export function parseJsonObject(text: string, kind: 'identity' | 'CA'): Record<string, unknown> {
   if (typeof text !== 'string' || text.trim() === '') throw new Error(`${kind}: empty`);
   let o: unknown;
   try {
@@ -171,12 +182,11 @@ function parseJsonObject(text: string, kind: 'identity' | 'CA'): Record<string, 
 }
 
 /**
- * Parses and checks an identity bundle: format, id (I0), algorithms, key lengths, key id, and
- * that the secret keys belong to the public keys. Throws Error with a secret-free message.
+ * Parses and checks what publicIdentityFields writes, for every identity file format: id (I0), key
+ * epoch, algorithms, public key lengths, and the key id if the file states one. The certificate is
+ * checked against them afterwards (parseCertificateFor). Throws Error with a secret-free message.
  */
-export function parseIdentityJson(text: string): IdentityBundle {
-  const o = parseJsonObject(text, 'identity');
-  if (o.format !== IDENTITY_FORMAT) throw new Error(`identity: "format" must be "${IDENTITY_FORMAT}"`);
+export function parsePublicIdentityFields(o: Record<string, unknown>): Omit<PublicIdentity, 'certificate'> {
   const deviceId = field(o, 'deviceId', 'device id');
   if (!isValidDeviceId(deviceId)) throw new Error('identity: device id must be 1 to 128 characters of A-Z a-z 0-9 _ . -');
   const keyEpoch = field(o, 'keyEpoch', 'key epoch');
@@ -187,30 +197,45 @@ export function parseIdentityJson(text: string): IdentityBundle {
   const sigAlgorithm = field(o, 'sigAlgorithm', 'signature algorithm');
   if (!isKemAlgorithm(kemAlgorithm)) throw new Error(`identity: unknown KEM algorithm ${shown(kemAlgorithm)}`);
   if (!isSigAlgorithm(sigAlgorithm)) throw new Error(`identity: unknown signature algorithm ${shown(sigAlgorithm)}`);
-  const kem = KEM_ALGORITHMS[kemAlgorithm];
-  const sig = SIG_ALGORITHMS[sigAlgorithm];
-  const kemPublicKey = base64Field(o, 'kemPublicKey', kem.publicKey, 'identity');
-  const sigPublicKey = base64Field(o, 'sigPublicKey', sig.publicKey, 'identity');
-  const kemSecretKey = base64Field(o, 'kemSecretKey', kem.secretKey, 'identity');
-  const sigSecretKey = base64Field(o, 'sigSecretKey', sig.secretKey, 'identity');
+  const kemPublicKey = base64Field(o, 'kemPublicKey', KEM_ALGORITHMS[kemAlgorithm].publicKey, 'identity');
+  const sigPublicKey = base64Field(o, 'sigPublicKey', SIG_ALGORITHMS[sigAlgorithm].publicKey, 'identity');
   const keyId = deriveKeyId(kemAlgorithm, kemPublicKey, sigAlgorithm, sigPublicKey);
   if (o.keyId !== undefined && o.keyId !== toHex(keyId)) throw new Error('identity: "keyId" does not match the public keys');
-  assertKeysBelongTogether(kemAlgorithm, kemPublicKey, kemSecretKey, sigAlgorithm, sigPublicKey, sigSecretKey);
-  let certificate: Uint8Array | undefined;
-  if (o.certificate !== undefined && o.certificate !== null) {
-    if (typeof o.certificate !== 'string') throw new Error('identity: "certificate" must be base64 or null');
-    certificate = new Uint8Array(Buffer.from(o.certificate, 'base64'));
-    const d = decodeCertificate(certificate);
-    if (!d.ok) throw new Error(`identity: certificate does not decode (${d.reason})`);
-    const c = d.value;
-    if (c.deviceId !== deviceId || c.keyEpoch !== keyEpoch || toHex(c.keyId) !== toHex(keyId)) {
-      throw new Error('identity: certificate was issued for another device, epoch or key');
-    }
+  return { deviceId, keyEpoch, kemAlgorithm, sigAlgorithm, kemPublicKey, sigPublicKey, keyId };
+}
+
+/**
+ * The file's certificate (null or absent: none yet). It must decode and have been issued for
+ * exactly these keys: a certificate for another device, epoch or key is refused here, when the
+ * file is loaded, rather than by every peer later.
+ */
+export function parseCertificateFor(o: Record<string, unknown>, keys: Omit<PublicIdentity, 'certificate'>): Uint8Array | undefined {
+  if (o.certificate === undefined || o.certificate === null) return undefined;
+  if (typeof o.certificate !== 'string') throw new Error('identity: "certificate" must be base64 or null');
+  const certificate = new Uint8Array(Buffer.from(o.certificate, 'base64'));
+  const d = decodeCertificate(certificate);
+  if (!d.ok) throw new Error(`identity: certificate does not decode (${d.reason})`);
+  const c = d.value;
+  if (c.deviceId !== keys.deviceId || c.keyEpoch !== keys.keyEpoch || toHex(c.keyId) !== toHex(keys.keyId)) {
+    throw new Error('identity: certificate was issued for another device, epoch or key');
   }
-  return Object.freeze({
-    deviceId, keyEpoch, kemAlgorithm, sigAlgorithm, kemPublicKey, kemSecretKey, sigPublicKey, sigSecretKey, keyId,
-    ...(certificate ? { certificate } : {}),
-  });
+  return certificate;
+}
+
+/**
+ * Parses and checks an identity bundle: format, the public fields (parsePublicIdentityFields),
+ * secret key lengths, that the secret keys belong to the public keys, and the certificate binding.
+ * Throws Error with a secret-free message.
+ */
+export function parseIdentityJson(text: string): IdentityBundle {
+  const o = parseJsonObject(text, 'identity');
+  if (o.format !== IDENTITY_FORMAT) throw new Error(`identity: "format" must be "${IDENTITY_FORMAT}"`);
+  const keys = parsePublicIdentityFields(o);
+  const kemSecretKey = base64Field(o, 'kemSecretKey', KEM_ALGORITHMS[keys.kemAlgorithm].secretKey, 'identity');
+  const sigSecretKey = base64Field(o, 'sigSecretKey', SIG_ALGORITHMS[keys.sigAlgorithm].secretKey, 'identity');
+  assertKeysBelongTogether(keys.kemAlgorithm, keys.kemPublicKey, kemSecretKey, keys.sigAlgorithm, keys.sigPublicKey, sigSecretKey);
+  const certificate = parseCertificateFor(o, keys);
+  return Object.freeze({ ...keys, kemSecretKey, sigSecretKey, ...(certificate ? { certificate } : {}) });
 }
 
 /** A pasted bundle with mixed-up keys would fail later and obscurely; catch it here. */

@@ -22,15 +22,13 @@ export class ProviderError extends Error {
   }
 }
 
-export interface SecurityProvider {
-  readonly deviceId: string;
-  readonly keyEpoch: number;
-  readonly keyId: Uint8Array;
-  readonly kemAlgorithm: KemAlgorithm;
-  readonly sigAlgorithm: SigAlgorithm;
-  readonly kemPublicKey: Uint8Array;
-  readonly sigPublicKey: Uint8Array;
-  readonly certificate: Uint8Array | undefined;
+/**
+ * The public side of an identity, which every provider exposes the same way. Unlike an identity
+ * file's PublicIdentity, `certificate` is always there to read (undefined until the CA issues one).
+ */
+export type ProviderIdentity = Omit<PublicIdentity, 'certificate'> & { readonly certificate: Uint8Array | undefined };
+
+export interface SecurityProvider extends ProviderIdentity {
   /** True when the private keys cannot be read out of the provider. */
   readonly nonExportable: boolean;
   /** True when sealed state and counters cannot be rolled back behind the provider's back. */
@@ -58,12 +56,10 @@ export interface SecurityProvider {
 
 const SEAL_INFO = LABELS.stateSeal;
 
-/** The public side of an identity, which every provider exposes the same way. */
-export type ProviderIdentity = Pick<
-  SecurityProvider, 'deviceId' | 'keyEpoch' | 'keyId' | 'kemAlgorithm' | 'sigAlgorithm' | 'kemPublicKey' | 'sigPublicKey' | 'certificate'
->;
-
-/** Holds the public side of an identity; providers extend it and add their secrets. */
+/**
+ * Holds the public side of an identity; providers extend it and add their secrets. (A class
+ * must declare its fields: `implements ProviderIdentity` keeps the list in step with the type.)
+ */
 export abstract class IdentityKeys implements ProviderIdentity {
   readonly deviceId: string;
   readonly keyEpoch: number;

@@ -15,7 +15,6 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
 import helper from 'node-red-node-test-helper';
 import configNodeModule from '../../nodes/pqc-config';
 import outNodeModule from '../../nodes/pqc-secure-out';
@@ -27,10 +26,10 @@ import {
 import { buildFromConfig, type ConfigOutcome } from '../../lib/io/config';
 import type { Verdict } from '../../lib/io/endpoint';
 import { EXIT } from '../../lib/cli/main';
-import { startAedes, type AedesBroker } from '../helpers/aedes';
 import { CliSandbox } from '../cli/cli-harness';
 import {
-  BrokerWatch, configNode, credentialsFor, type Fixtures, Inbox, makeFixtures, readyConfig, waitForPeer, waitForStatus, waitPaired, waitSubscribed,
+  brokerPerTest, configNode, credentialsFor, type Fixtures, Inbox, makeFixtures, nodeRedPerTest, readyConfig, waitForPeer, waitForStatus, waitPaired,
+  waitSubscribed,
 } from '../nodes/node-harness';
 
 helper.init(require.resolve('node-red'));
@@ -40,41 +39,21 @@ const HOUR = 3600_000;
 
 describe('lifecycle: key rotation and certificate expiry', function () {
   let fx: Fixtures;
-  let aedes: AedesBroker;
-  let watch: BrokerWatch;
-  const plainClients: MqttClient[] = [];
+  const broker = brokerPerTest();
 
   before(function () {
     fx = makeFixtures();
   });
 
-  beforeEach(async function () {
-    aedes = await startAedes();
-    watch = new BrokerWatch(aedes.broker);
-  });
-
-  afterEach(async function () {
-    for (const c of plainClients.splice(0)) await c.endAsync(true);
-    await aedes.close();
-  });
-
-  async function plainClient(): Promise<MqttClient> {
-    const client = await mqtt.connectAsync(aedes.url, { reconnectPeriod: 0 });
-    plainClients.push(client);
-    return client;
-  }
-
   describe('rotation through the nodes', function () {
     let box: CliSandbox;
+    nodeRedPerTest();
 
-    beforeEach(async function () {
+    beforeEach(function () {
       box = new CliSandbox();
-      await helper.startServer();
     });
 
-    afterEach(async function () {
-      await helper.unload();
-      await helper.stopServer();
+    afterEach(function () {
       box.cleanup();
     });
 
@@ -92,8 +71,8 @@ describe('lifecycle: key rotation and certificate expiry', function () {
 
     it('receivers move to epoch 2, then refuse the epoch-1 key (stale-key) and its announcement (epoch-rollback)', async function () {
       const flow = (sensorName: string): Array<Record<string, unknown>> => [
-        configNode('cfgS', aedes.port, fx.caText, { name: sensorName }),
-        configNode('cfgG', aedes.port, fx.caText),
+        configNode('cfgS', broker.aedes.port, fx.caText, { name: sensorName }),
+        configNode('cfgG', broker.aedes.port, fx.caText),
         { id: 'out', type: 'pqc-secure-out', pqcConfig: 'cfgS', topic: 'plant/a', qos: '1', retain: '', recipients: 'gateway', wires: [] },
         { id: 'in', type: 'pqc-secure-in', pqcConfig: 'cfgG', topic: 'plant/#', qos: '1', datatype: 'utf8', rejections: true, outputs: 2, wires: [['ok'], ['rej']] },
         { id: 'ok', type: 'helper' },
@@ -111,9 +90,9 @@ describe('lifecycle: key rotation and certificate expiry', function () {
       helper.getNode('out').receive({ payload: 'epoch 1' });
       const [first] = await ok.waitFor(1);
       assert.equal((first.pqc as Record<string, unknown>).keyEpoch, 1);
-      const [oldEnvelope] = watch.published(oldSensorClient, 'plant/a');
-      const [oldAnnouncement] = watch.published(oldSensorClient, 'pqc/keys/sensor-1');
-      const [gatewayAnnouncement] = watch.published(gatewayClient, 'pqc/keys/gateway');
+      const [oldEnvelope] = broker.watch.published(oldSensorClient, 'plant/a');
+      const [oldAnnouncement] = broker.watch.published(oldSensorClient, 'pqc/keys/sensor-1');
+      const [gatewayAnnouncement] = broker.watch.published(gatewayClient, 'pqc/keys/gateway');
 
       // Rotate, then redeploy only the sensor's config node (its out node follows) with the new identity.
       const rotatedText = await rotateWithCli(fx.sensor);
@@ -149,7 +128,7 @@ describe('lifecycle: key rotation and certificate expiry', function () {
 
       // 1) an envelope captured before the rotation, replayed; 2) a new envelope made with the old key
       //    by a device that still runs epoch 1.
-      const attacker = await plainClient();
+      const attacker = await broker.plainClient();
       await attacker.publishAsync('plant/a', oldEnvelope, { qos: 1 });
       const stale = new SecureSession({ provider: new SoftwareProvider(fx.sensor), caPublicKey: fx.ca.publicKey });
       assert.ok((await stale.handleAnnouncement('pqc/keys/gateway', gatewayAnnouncement, Date.now())).ok);
@@ -168,7 +147,7 @@ describe('lifecycle: key rotation and certificate expiry', function () {
       // 4) the replay window carried over: a copy of the epoch-2 envelope is a quiet duplicate,
       //    and the rotated sensor keeps sending.
       const newSensorClient = readyConfig(helper.getNode('cfgS')).connection.clientId;
-      const [newEnvelope] = watch.published(newSensorClient, 'plant/a');
+      const [newEnvelope] = broker.watch.published(newSensorClient, 'plant/a');
       await attacker.publishAsync('plant/a', newEnvelope, { qos: 1 });
       await waitForStatus(helper.getNode('in'), (s) => /drop 1$/.test(s.text ?? ''));
       helper.getNode('out').receive({ payload: 'still epoch 2' });
@@ -188,7 +167,7 @@ describe('lifecycle: key rotation and certificate expiry', function () {
 
     async function device(identity: IdentityBundle, clock: () => number): Promise<Extract<ConfigOutcome, { ok: true }>> {
       const outcome = buildFromConfig(
-        { broker: '127.0.0.1', port: String(aedes.port), caPublicKey: fx.caText, strict: true },
+        { broker: '127.0.0.1', port: String(broker.aedes.port), caPublicKey: fx.caText, strict: true },
         { identity: identityToJson(identity) },
         { ownerId: `cfg-${identity.deviceId}`, clock, reconnectPeriodMs: 200 },
       );

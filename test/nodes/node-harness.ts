@@ -1,9 +1,10 @@
 /**
  * Shared pieces of the node tests: identities made once per process (key generation is slow),
- * flow builders, and event-driven waits on node status, node errors, helper-node inputs and
- * broker events. Nothing here waits on a timer.
+ * a broker (and Node-RED runtime) per test, flow builders, and event-driven waits on node status,
+ * node errors, helper-node inputs and broker events. Nothing here waits on a timer.
  */
 import type { Aedes, AedesPublishPacket } from 'aedes';
+import mqtt, { type MqttClient } from 'mqtt';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +14,7 @@ import {
   type CaKeyPair, type IdentityBundle, type Role,
 } from '../../lib';
 import type { ConfigOutcome } from '../../lib/io/config';
+import { startAedes, type AedesBroker } from '../helpers/aedes';
 
 export const NOW = Date.now();
 
@@ -288,6 +290,75 @@ export class BrokerWatch {
       return false;
     });
   }
+}
+
+// --- a broker and a Node-RED runtime per test ----------------------------------------------------
+
+/** The running test's broker, from {@link brokerPerTest}: a new one for every test. */
+export interface TestBroker {
+  /** The aedes broker (its port for config nodes, its events, close() to cut everyone off). */
+  readonly aedes: AedesBroker;
+  /** Everything the broker saw, recorded from before the first client connected. */
+  readonly watch: BrokerWatch;
+  /** A plain MQTT client without PQC, as an attacker on the broker has; ended after the test. */
+  plainClient(): Promise<MqttClient>;
+}
+
+/**
+ * Registers hooks in the calling describe(): every test gets its own aedes broker on a free port,
+ * watched from its start, and with `nodeRed` its own Node-RED runtime (node-red-node-test-helper).
+ * The hooks tear down in the safe order: plain clients, then the flow and the runtime, and the
+ * broker last, so no deployed node sees its broker vanish (and start reconnecting) mid-teardown.
+ * Read the returned object's properties inside tests and hooks only.
+ */
+export function brokerPerTest(options: { nodeRed?: boolean } = {}): TestBroker {
+  let current: { aedes: AedesBroker; watch: BrokerWatch } | undefined;
+  const plainClients: MqttClient[] = [];
+  const running = (): { aedes: AedesBroker; watch: BrokerWatch } => {
+    if (!current) throw new Error('brokerPerTest: the broker exists only while a test runs');
+    return current;
+  };
+
+  beforeEach(async function () {
+    const aedes = await startAedes();
+    current = { aedes, watch: new BrokerWatch(aedes.broker) };
+    if (options.nodeRed) await helper.startServer();
+  });
+
+  afterEach(async function () {
+    for (const c of plainClients.splice(0)) await c.endAsync(true);
+    if (options.nodeRed) await stopNodeRed();
+    await current?.aedes.close();
+    current = undefined;
+  });
+
+  return {
+    get aedes() {
+      return running().aedes;
+    },
+    get watch() {
+      return running().watch;
+    },
+    async plainClient() {
+      const client = await mqtt.connectAsync(running().aedes.url, { reconnectPeriod: 0 });
+      plainClients.push(client);
+      return client;
+    },
+  };
+}
+
+/**
+ * Registers hooks in the calling describe() that give every test its own Node-RED runtime, for a
+ * nested describe whose enclosing one already has a broker per test (brokerPerTest without nodeRed).
+ */
+export function nodeRedPerTest(): void {
+  beforeEach(() => helper.startServer());
+  afterEach(stopNodeRed);
+}
+
+async function stopNodeRed(): Promise<void> {
+  await helper.unload();
+  await helper.stopServer();
 }
 
 // --- durable state --------------------------------------------------------------------------------

@@ -16,9 +16,8 @@ import {
   ALL_KEYS, EMPTY_REVOCATIONS, applyRevocation, caKeyPairToJson, createCa, createIdentity, decodeRevocation, fingerprintOf,
   issueCertificate, toHex, type IdentityBundle,
 } from '../../lib';
-import { startAedes, type AedesBroker } from '../helpers/aedes';
 import {
-  BrokerWatch, Inbox, NOW, allTexts, configNode, credentialsFor, makeFixtures, readyConfig, waitConnected, waitForError,
+  Inbox, NOW, allTexts, brokerPerTest, configNode, credentialsFor, makeFixtures, readyConfig, waitConnected, waitForError,
   waitForPeer, waitForStatus, waitSubscribed, type Fixtures,
 } from './node-harness';
 
@@ -32,26 +31,13 @@ describe('nodes: pqc-revocation (I7)', function () {
   let fx: Fixtures;
   let sensor2: IdentityBundle;
   let operatorIdentity: IdentityBundle;
-  let aedes: AedesBroker;
-  let watch: BrokerWatch;
+  const broker = brokerPerTest({ nodeRed: true });
 
   before(function () {
     fx = makeFixtures();
     const validity = { notBefore: NOW - 3600_000, notAfter: NOW + 7 * 86400_000 };
     sensor2 = issueCertificate(fx.ca, createIdentity({ deviceId: 'sensor-2', sigAlgorithm: 'ML-DSA-44' }), { roles: 'pub', topics: ['plant/#'], ...validity });
     operatorIdentity = issueCertificate(fx.ca, createIdentity({ deviceId: 'operator', sigAlgorithm: 'ML-DSA-44' }), { roles: 'sub', topics: ['ops/#'], ...validity });
-  });
-
-  beforeEach(async function () {
-    aedes = await startAedes();
-    watch = new BrokerWatch(aedes.broker);
-    await helper.startServer();
-  });
-
-  afterEach(async function () {
-    await helper.unload();
-    await helper.stopServer();
-    await aedes.close();
   });
 
   const caKey = (): Record<string, string> => ({ caKey: caKeyPairToJson(fx.ca) });
@@ -67,15 +53,15 @@ describe('nodes: pqc-revocation (I7)', function () {
 
   /** Publishes of the update (as the broker saw them) by one config node's connection. */
   function updatesFrom(configId: string): Buffer[] {
-    return watch.published(readyConfig(helper.getNode(configId)).connection.clientId, TOPIC);
+    return broker.watch.published(readyConfig(helper.getNode(configId)).connection.clientId, TOPIC);
   }
 
   it('I7 operator revokes sensor-1: its very next message is rejected (revoked), sensor-2 continues, device nodes report it', async function () {
     const flow = [
-      configNode('cfgS1', aedes.port, fx.caText),
-      configNode('cfgS2', aedes.port, fx.caText),
-      configNode('cfgG', aedes.port, fx.caText),
-      configNode('cfgO', aedes.port, fx.caText),
+      configNode('cfgS1', broker.aedes.port, fx.caText),
+      configNode('cfgS2', broker.aedes.port, fx.caText),
+      configNode('cfgG', broker.aedes.port, fx.caText),
+      configNode('cfgO', broker.aedes.port, fx.caText),
       { id: 'out1', type: 'pqc-secure-out', pqcConfig: 'cfgS1', topic: 'plant/s1', qos: '1', retain: '', recipients: 'gateway', wires: [] },
       { id: 'out2', type: 'pqc-secure-out', pqcConfig: 'cfgS2', topic: 'plant/s2', qos: '1', retain: '', recipients: 'gateway', wires: [] },
       { id: 'in', type: 'pqc-secure-in', pqcConfig: 'cfgG', topic: 'plant/#', qos: '1', datatype: 'utf8', rejections: true, outputs: 2, wires: [['ok'], ['rej']] },
@@ -145,7 +131,7 @@ describe('nodes: pqc-revocation (I7)', function () {
   });
 
   it('I7 a restarted operator continues the sequence from the retained update (seq + 1, cumulative)', async function () {
-    const flowA = [configNode('cfgO', aedes.port, fx.caText), operatorNode('op', 'cfgO', [['opOut']]), { id: 'opOut', type: 'helper' }];
+    const flowA = [configNode('cfgO', broker.aedes.port, fx.caText), operatorNode('op', 'cfgO', [['opOut']]), { id: 'opOut', type: 'helper' }];
     await helper.load(NODES, flowA, { cfgO: credentialsFor(operatorIdentity), op: caKey() });
     const outA = new Inbox(helper.getNode('opOut'));
     await operatorReady('op');
@@ -155,7 +141,7 @@ describe('nodes: pqc-revocation (I7)', function () {
     const firstBytes = updatesFrom('cfgO')[0];
 
     // A new flow: new config node (new connection, empty session), new operator node.
-    const flowB = [configNode('cfgO2', aedes.port, fx.caText), operatorNode('op2', 'cfgO2', [['opOut2']]), { id: 'opOut2', type: 'helper' }];
+    const flowB = [configNode('cfgO2', broker.aedes.port, fx.caText), operatorNode('op2', 'cfgO2', [['opOut2']]), { id: 'opOut2', type: 'helper' }];
     await helper.setFlows(flowB, 'full', { cfgO2: credentialsFor(operatorIdentity), op2: caKey() });
     const outB = new Inbox(helper.getNode('opOut2'));
     // Ready only once the retained update was applied, never on an empty state.
@@ -186,7 +172,7 @@ describe('nodes: pqc-revocation (I7)', function () {
 
   it('a CA key that is not the trust anchor, a broken one or none: red status, inputs fail, nothing published', async function () {
     const flow = [
-      configNode('cfgO', aedes.port, fx.caText),
+      configNode('cfgO', broker.aedes.port, fx.caText),
       operatorNode('opWrong', 'cfgO'),
       operatorNode('opBroken', 'cfgO'),
       operatorNode('opNone', 'cfgO'),
@@ -213,11 +199,11 @@ describe('nodes: pqc-revocation (I7)', function () {
       assert.ok(!allTexts(node).some((t) => t.includes('SECRET-MATERIAL')));
     }
     await waitForStatus(helper.getNode('dev'), (s) => s.fill === 'green');
-    assert.equal(watch.events.filter((e) => e.kind === 'publish' && e.topics[0] === TOPIC).length, 0);
+    assert.equal(broker.watch.events.filter((e) => e.kind === 'publish' && e.topics[0] === TOPIC).length, 0);
   });
 
   it('bad input reaches done(err): not an object, bad device id, bad key id', async function () {
-    const flow = [configNode('cfgO', aedes.port, fx.caText), operatorNode('op', 'cfgO', [['opOut']]), { id: 'opOut', type: 'helper' }];
+    const flow = [configNode('cfgO', broker.aedes.port, fx.caText), operatorNode('op', 'cfgO', [['opOut']]), { id: 'opOut', type: 'helper' }];
     await helper.load(NODES, flow, { cfgO: credentialsFor(operatorIdentity), op: caKey() });
     const out = new Inbox(helper.getNode('opOut'));
     await operatorReady('op');

@@ -3,15 +3,13 @@
  * in strict mode with CA-issued identities. Every test starts its own broker on a free port.
  */
 import assert from 'node:assert/strict';
-import mqtt, { type MqttClient } from 'mqtt';
 import helper from 'node-red-node-test-helper';
 import configNodeModule from '../../nodes/pqc-config';
 import outNodeModule from '../../nodes/pqc-secure-out';
 import inNodeModule from '../../nodes/pqc-secure-in';
 import { REASON_CODES } from '../../lib';
-import { startAedes, type AedesBroker } from '../helpers/aedes';
 import {
-  allTexts, BrokerWatch, configNode, credentialsFor, errorTexts, type Fixtures, Inbox, makeFixtures, readyConfig, secretSamples, waitForError, waitForStatus, waitPaired,
+  allTexts, brokerPerTest, configNode, credentialsFor, errorTexts, type Fixtures, Inbox, makeFixtures, readyConfig, secretSamples, waitForError, waitForStatus, waitPaired,
 } from './node-harness';
 
 helper.init(require.resolve('node-red'));
@@ -20,25 +18,10 @@ const NODES = [configNodeModule, outNodeModule, inNodeModule] as unknown as Arra
 
 describe('nodes: pqc-secure-out → broker → pqc-secure-in', function () {
   let fx: Fixtures;
-  let aedes: AedesBroker;
-  let watch: BrokerWatch;
-  const plainClients: MqttClient[] = [];
+  const broker = brokerPerTest({ nodeRed: true });
 
   before(function () {
     fx = makeFixtures();
-  });
-
-  beforeEach(async function () {
-    aedes = await startAedes();
-    watch = new BrokerWatch(aedes.broker);
-    await helper.startServer();
-  });
-
-  afterEach(async function () {
-    for (const c of plainClients.splice(0)) await c.endAsync(true);
-    await helper.unload();
-    await helper.stopServer();
-    await aedes.close();
   });
 
   function credentials(): Record<string, Record<string, string>> {
@@ -48,8 +31,8 @@ describe('nodes: pqc-secure-out → broker → pqc-secure-in', function () {
   /** sensor-1 (publisher) and gateway (subscriber), each with its own config node. */
   function baseFlow(inNodes: Array<Record<string, unknown>>, extra: Array<Record<string, unknown>> = [], cfgG: Record<string, unknown> = {}, cfgS: Record<string, unknown> = {}): object[] {
     return [
-      configNode('cfgS', aedes.port, fx.caText, cfgS),
-      configNode('cfgG', aedes.port, fx.caText, cfgG),
+      configNode('cfgS', broker.aedes.port, fx.caText, cfgS),
+      configNode('cfgG', broker.aedes.port, fx.caText, cfgG),
       { id: 'out', type: 'pqc-secure-out', pqcConfig: 'cfgS', topic: '', qos: '1', retain: '', recipients: 'gateway', wires: [] },
       ...inNodes,
       ...extra,
@@ -67,13 +50,7 @@ describe('nodes: pqc-secure-out → broker → pqc-secure-in', function () {
     const cfgG = helper.getNode('cfgG');
     await waitPaired(cfgS, cfgG);
     const clientId = readyConfig(cfgG).connection.clientId;
-    for (const f of gatewayFilters) await watch.subscribed(clientId, f);
-  }
-
-  async function plainClient(): Promise<MqttClient> {
-    const client = await mqtt.connectAsync(aedes.url, { reconnectPeriod: 0 });
-    plainClients.push(client);
-    return client;
+    for (const f of gatewayFilters) await broker.watch.subscribed(clientId, f);
   }
 
   it('round trip in strict mode: only verified plaintext reaches output 1, the broker sees ciphertext', async function () {
@@ -97,7 +74,7 @@ describe('nodes: pqc-secure-out → broker → pqc-secure-in', function () {
     assert.doesNotThrow(() => JSON.stringify(msg), 'msg stays JSON-serialisable (no BigInt)');
     assert.equal(rej.messages.length, 0);
 
-    const onWire = watch.published(readyConfig(helper.getNode('cfgS')).connection.clientId, 'plant/line1/temp');
+    const onWire = broker.watch.published(readyConfig(helper.getNode('cfgS')).connection.clientId, 'plant/line1/temp');
     assert.equal(onWire.length, 1);
     assert.ok(!onWire[0].includes(Buffer.from('21.5')) && !onWire[0].includes(Buffer.from('temp')), 'broker sees no plaintext');
 
@@ -170,7 +147,7 @@ describe('nodes: pqc-secure-out → broker → pqc-secure-in', function () {
   describe('missing or incomplete security configuration', function () {
     async function loadWith(cfg: Record<string, unknown>, creds: Record<string, string>): Promise<void> {
       const flow = [
-        configNode('cfgX', aedes.port, fx.caText, cfg),
+        configNode('cfgX', broker.aedes.port, fx.caText, cfg),
         { id: 'out', type: 'pqc-secure-out', pqcConfig: 'cfgX', topic: 'plant/a', qos: '0', retain: '', recipients: 'gateway', wires: [] },
         { id: 'in', type: 'pqc-secure-in', pqcConfig: 'cfgX', topic: 'plant/#', qos: '0', datatype: 'auto-detect', rejections: false, outputs: 1, wires: [[]] },
       ];
@@ -185,7 +162,7 @@ describe('nodes: pqc-secure-out → broker → pqc-secure-in', function () {
       }
       helper.getNode('out').receive({ payload: 'x' });
       await waitForError(helper.getNode('out'), /no device identity/);
-      assert.equal(watch.events.filter((e) => e.kind === 'subscribe').length, 0, 'no connection was made');
+      assert.equal(broker.watch.events.filter((e) => e.kind === 'subscribe').length, 0, 'no connection was made');
     });
 
     it('strict mode without a CA key: "no CA"', async function () {
@@ -231,8 +208,8 @@ describe('nodes: pqc-secure-out → broker → pqc-secure-in', function () {
     // Only inA changes (its filter), as a "modified nodes" deploy from the editor does.
     const changed = flow.map((n) => ((n as { id: string }).id === 'inA' ? { ...n, topic: 'plant/b/#' } : n));
     await helper.setFlows(changed, 'nodes', credentials());
-    await watch.unsubscribed(connection.clientId, 'plant/a/#');
-    await watch.subscribed(connection.clientId, 'plant/b/#');
+    await broker.watch.unsubscribed(connection.clientId, 'plant/a/#');
+    await broker.watch.subscribed(connection.clientId, 'plant/b/#');
     assert.equal(readyConfig(helper.getNode('cfgG')).connection, connection, 'config node and its connection kept');
     assert.deepEqual(connection.subscribedFilters().sort(), [
       'plant/b/#', 'plant/keep/#', 'pqc/batches/+', 'pqc/keys/+', 'pqc/revocations', 'pqc/topic-keys/+/plant/b/#', 'pqc/topic-keys/+/plant/keep/#',
@@ -263,12 +240,12 @@ describe('nodes: pqc-secure-out → broker → pqc-secure-in', function () {
     // Sent where the gateway does not listen: the broker keeps a copy the gateway never saw.
     out.receive({ topic: 'plant/line9/temp', payload: 'elsewhere' });
     await ok.waitFor(4);
-    const captured = () => watch.published(sensorClient, 'plant/line1/temp');
-    await watch.wait((e) => e.kind === 'publish' && e.clientId === sensorClient && e.topics[0] === 'plant/line9/temp');
+    const captured = () => broker.watch.published(sensorClient, 'plant/line1/temp');
+    await broker.watch.wait((e) => e.kind === 'publish' && e.clientId === sensorClient && e.topics[0] === 'plant/line9/temp');
     const [first, , , last] = captured();
-    const elsewhere = watch.published(sensorClient, 'plant/line9/temp')[0];
+    const elsewhere = broker.watch.published(sensorClient, 'plant/line9/temp')[0];
 
-    const attacker = await plainClient();
+    const attacker = await broker.plainClient();
     await attacker.publishAsync('plant/line1/temp', Buffer.from('garbage from a plain client'), { qos: 1 });
     await attacker.publishAsync('plant/line1/temp', first, { qos: 1 }); // older than the window of 2
     await attacker.publishAsync('plant/line1/temp', last, { qos: 1 }); // exact duplicate: quiet
@@ -342,7 +319,7 @@ describe('nodes: pqc-secure-out → broker → pqc-secure-in', function () {
           }
         });
       });
-      await aedes.close();
+      await broker.aedes.close();
       await down;
       const out = helper.getNode('out');
       out.receive({ topic: 'plant/a', payload: 'queued' });

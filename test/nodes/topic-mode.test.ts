@@ -8,9 +8,8 @@ import configNodeModule from '../../nodes/pqc-config';
 import outNodeModule from '../../nodes/pqc-secure-out';
 import inNodeModule from '../../nodes/pqc-secure-in';
 import { createIdentity, decodeBatchManifest, issueCertificate, peekType, type IdentityBundle, type Role } from '../../lib';
-import { startAedes, type AedesBroker } from '../helpers/aedes';
 import {
-  BrokerWatch, Inbox, NOW, configNode, credentialsFor, makeFixtures, readyConfig, waitConnected, waitForPeer, waitSubscribed,
+  Inbox, NOW, brokerPerTest, configNode, credentialsFor, makeFixtures, readyConfig, waitConnected, waitForPeer, waitSubscribed,
   type Fixtures,
 } from './node-harness';
 
@@ -25,8 +24,7 @@ describe('nodes: topic mode (one publisher, many subscribers)', function () {
   this.timeout(60_000);
   let fx: Fixtures;
   let identities: Map<string, IdentityBundle>;
-  let aedes: AedesBroker;
-  let watch: BrokerWatch;
+  const broker = brokerPerTest({ nodeRed: true });
 
   before(function () {
     fx = makeFixtures();
@@ -41,21 +39,9 @@ describe('nodes: topic mode (one publisher, many subscribers)', function () {
     ]);
   });
 
-  beforeEach(async function () {
-    aedes = await startAedes();
-    watch = new BrokerWatch(aedes.broker);
-    await helper.startServer();
-  });
-
-  afterEach(async function () {
-    await helper.unload();
-    await helper.stopServer();
-    await aedes.close();
-  });
-
   async function load(outProps: Record<string, unknown>): Promise<void> {
     const devices = ['publisher', ...SUBSCRIBERS, OUTSIDER];
-    const flow: object[] = devices.map((id) => configNode(`cfg-${id}`, aedes.port, fx.caText));
+    const flow: object[] = devices.map((id) => configNode(`cfg-${id}`, broker.aedes.port, fx.caText));
     flow.push({ id: 'out', type: 'pqc-secure-out', pqcConfig: 'cfg-publisher', topic: TOPIC, qos: '1', retain: '', recipients: '', ...outProps, wires: [] });
     for (const id of [...SUBSCRIBERS, OUTSIDER]) {
       flow.push({ id: `in-${id}`, type: 'pqc-secure-in', pqcConfig: `cfg-${id}`, topic: 'plant/#', qos: '1', datatype: 'utf8', rejections: true, outputs: 2, wires: [[`ok-${id}`], [`rej-${id}`]] });
@@ -96,11 +82,11 @@ describe('nodes: topic mode (one publisher, many subscribers)', function () {
     assert.equal(outsiderRejections.messages.length, 0, 'an envelope for others is a quiet drop, not an attack');
 
     const clientId = readyConfig(helper.getNode('cfg-publisher')).connection.clientId;
-    const envelopes = watch.published(clientId, TOPIC);
+    const envelopes = broker.watch.published(clientId, TOPIC);
     assert.equal(envelopes.length, sent.length, 'one envelope per message, whatever the number of subscribers');
     for (const e of envelopes) assert.ok(!e.toString('latin1').includes('reading-'), 'plaintext on the broker');
     // packets = 2: keys for messages 0–1, 2–3 and 4.
-    const keyMessages = watch.published(clientId, `pqc/topic-keys/publisher/${TOPIC}`);
+    const keyMessages = broker.watch.published(clientId, `pqc/topic-keys/publisher/${TOPIC}`);
     assert.equal(keyMessages.length, 3);
   });
 
@@ -115,7 +101,7 @@ describe('nodes: topic mode (one publisher, many subscribers)', function () {
     out.receive({ payload: 'c', rotateKey: true });
     await inbox.waitFor(3);
     const clientId = readyConfig(helper.getNode('cfg-publisher')).connection.clientId;
-    assert.equal(watch.published(clientId, `pqc/topic-keys/publisher/${TOPIC}`).length, 2);
+    assert.equal(broker.watch.published(clientId, `pqc/topic-keys/publisher/${TOPIC}`).length, 2);
   });
 
   it('compact signatures (docs/PROTOCOL.md §4.8): every message arrives once after its manifest; a forged manifest is rejected and releases nothing', async function () {
@@ -136,17 +122,17 @@ describe('nodes: topic mode (one publisher, many subscribers)', function () {
     }
 
     const clientId = readyConfig(helper.getNode('cfg-publisher')).connection.clientId;
-    const envelopes = watch.published(clientId, TOPIC);
+    const envelopes = broker.watch.published(clientId, TOPIC);
     assert.equal(envelopes.length, sent.length);
     for (const e of envelopes) {
       assert.equal(peekType(e), 'compactEnvelope');
       assert.ok(e.length < 200, `compact envelope of ${e.length} bytes`);
     }
-    const manifests = watch.published(clientId, 'pqc/batches/publisher');
+    const manifests = broker.watch.published(clientId, 'pqc/batches/publisher');
     const listed = manifests.map((m) => decodeBatchManifest(m)).reduce((sum, d) => sum + (d.ok ? d.value.digests.length : 0), 0);
     assert.equal(listed, sent.length, 'the manifests list every envelope once');
     // Each manifest is handed to the broker after the envelopes it lists.
-    const order = watch.events.filter((e) => e.kind === 'publish' && e.clientId === clientId).map((e) => e.topics[0]);
+    const order = broker.watch.events.filter((e) => e.kind === 'publish' && e.clientId === clientId).map((e) => e.topics[0]);
     assert.equal(order.at(-1), 'pqc/batches/publisher');
     assert.ok(order.indexOf('pqc/batches/publisher') > order.indexOf(TOPIC));
 
@@ -154,7 +140,7 @@ describe('nodes: topic mode (one publisher, many subscribers)', function () {
     const forged = Buffer.from(manifests[0]);
     forged[forged.length - 1] ^= 0x01;
     const inject = (topic: string, payload: Buffer) => new Promise<void>((resolve, reject) => {
-      aedes.broker.publish({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false }, (error) => (error ? reject(error) : resolve()));
+      broker.aedes.broker.publish({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false }, (error) => (error ? reject(error) : resolve()));
     });
     await inject('pqc/batches/publisher', forged);
     await inject(TOPIC, envelopes[0]);

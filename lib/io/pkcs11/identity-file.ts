@@ -8,11 +8,9 @@
  *     "sigAlgorithm", "kemPublicKey", "sigPublicKey", "certificate": base64 | null,
  *     "pkcs11": { "module", "token", "keyLabel", "keyStorage": "wrapped-aes-256-gcm" } }
  */
-import { KEM_ALGORITHMS, SIG_ALGORITHMS, isKemAlgorithm, isSigAlgorithm } from '../../crypto/algorithms';
-import { decodeCertificate } from '../../wire/certificate';
-import { deriveKeyId, toHex } from '../../wire/common';
-import type { IdentityBundle, PublicIdentity } from '../../session/identity';
-import { isValidDeviceId } from '../../wire/fields';
+import {
+  parseCertificateFor, parseJsonObject, parsePublicIdentityFields, publicIdentityFields, type IdentityBundle, type PublicIdentity,
+} from '../../session/identity';
 
 export const PKCS11_IDENTITY_FORMAT = 'pqc-iiot-identity-pkcs11/1';
 
@@ -56,19 +54,11 @@ export function defaultKeyLabel(deviceId: string): string {
   return `pqc-iiot/${deviceId}`;
 }
 
-const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
-
 export function pkcs11IdentityToJson(id: Pkcs11Identity): string {
   return JSON.stringify({
     format: PKCS11_IDENTITY_FORMAT,
-    deviceId: id.deviceId,
-    keyEpoch: id.keyEpoch,
-    keyId: toHex(id.keyId),
-    kemAlgorithm: id.kemAlgorithm,
-    sigAlgorithm: id.sigAlgorithm,
-    kemPublicKey: b64(id.kemPublicKey),
-    sigPublicKey: b64(id.sigPublicKey),
-    certificate: id.certificate ? b64(id.certificate) : null,
+    ...publicIdentityFields(id),
+    certificate: id.certificate ? Buffer.from(id.certificate).toString('base64') : null,
     pkcs11: { module: id.pkcs11.module, token: id.pkcs11.token, keyLabel: id.pkcs11.keyLabel, keyStorage: id.pkcs11.keyStorage },
   }, null, 2);
 }
@@ -83,58 +73,19 @@ export function isPkcs11IdentityJson(text: string): boolean {
   }
 }
 
-function base64(o: Record<string, unknown>, name: string, expected: number): Uint8Array {
-  const v = o[name];
-  if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) throw new Error(`identity: "${name}" must be base64`);
-  const bytes = new Uint8Array(Buffer.from(v, 'base64'));
-  if (bytes.length !== expected) throw new Error(`identity: "${name}" has ${bytes.length} bytes, expected ${expected}`);
-  return bytes;
-}
-
 /**
- * Parses and checks a PKCS#11 identity file: format, device id, algorithms, key lengths, key id,
- * certificate binding, and the token reference. Refuses a file that carries secret keys.
- * Throws Error with a secret-free message.
+ * Parses and checks a PKCS#11 identity file: format, the public fields and certificate binding
+ * (the same checks as a software identity file), and the token reference. Refuses a file that
+ * carries secret keys. Throws Error with a secret-free message.
  */
 export function parsePkcs11IdentityJson(text: string): Pkcs11Identity {
-  if (typeof text !== 'string' || text.trim() === '') throw new Error('identity: empty');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new Error('identity: not valid JSON');
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('identity: expected a JSON object');
-  const o = parsed as Record<string, unknown>;
+  const o = parseJsonObject(text, 'identity');
   if (o.format !== PKCS11_IDENTITY_FORMAT) throw new Error(`identity: "format" must be "${PKCS11_IDENTITY_FORMAT}"`);
   for (const secret of ['kemSecretKey', 'sigSecretKey', 'secretKey']) {
     if (secret in o) throw new Error(`identity: a PKCS#11 identity file must not hold "${secret}"`);
   }
-  const deviceId = o.deviceId;
-  if (!isValidDeviceId(deviceId)) throw new Error('identity: device id must be 1 to 128 characters of A-Z a-z 0-9 _ . -');
-  const keyEpoch = o.keyEpoch;
-  if (typeof keyEpoch !== 'number' || !Number.isInteger(keyEpoch) || keyEpoch < 0 || keyEpoch > 0xffffffff) {
-    throw new Error('identity: "keyEpoch" must be an integer from 0 to 4294967295');
-  }
-  const kemAlgorithm = o.kemAlgorithm;
-  const sigAlgorithm = o.sigAlgorithm;
-  if (!isKemAlgorithm(kemAlgorithm)) throw new Error('identity: unknown KEM algorithm');
-  if (!isSigAlgorithm(sigAlgorithm)) throw new Error('identity: unknown signature algorithm');
-  const kemPublicKey = base64(o, 'kemPublicKey', KEM_ALGORITHMS[kemAlgorithm].publicKey);
-  const sigPublicKey = base64(o, 'sigPublicKey', SIG_ALGORITHMS[sigAlgorithm].publicKey);
-  const keyId = deriveKeyId(kemAlgorithm, kemPublicKey, sigAlgorithm, sigPublicKey);
-  if (o.keyId !== undefined && o.keyId !== toHex(keyId)) throw new Error('identity: "keyId" does not match the public keys');
-
-  let certificate: Uint8Array | undefined;
-  if (o.certificate !== undefined && o.certificate !== null) {
-    if (typeof o.certificate !== 'string') throw new Error('identity: "certificate" must be base64 or null');
-    certificate = new Uint8Array(Buffer.from(o.certificate, 'base64'));
-    const d = decodeCertificate(certificate);
-    if (!d.ok) throw new Error(`identity: certificate does not decode (${d.reason})`);
-    if (d.value.deviceId !== deviceId || d.value.keyEpoch !== keyEpoch || toHex(d.value.keyId) !== toHex(keyId)) {
-      throw new Error('identity: certificate was issued for another device, epoch or key');
-    }
-  }
+  const keys = parsePublicIdentityFields(o);
+  const certificate = parseCertificateFor(o, keys);
 
   const ref = o.pkcs11;
   if (ref === null || typeof ref !== 'object' || Array.isArray(ref)) throw new Error('identity: "pkcs11" must be an object { module, token, keyLabel }');
@@ -145,7 +96,7 @@ export function parsePkcs11IdentityJson(text: string): Pkcs11Identity {
   if (r.keyStorage !== 'wrapped-aes-256-gcm') throw new Error('identity: "pkcs11.keyStorage" must be "wrapped-aes-256-gcm"');
 
   return Object.freeze({
-    deviceId, keyEpoch, keyId, kemAlgorithm, sigAlgorithm, kemPublicKey, sigPublicKey,
+    ...keys,
     ...(certificate ? { certificate } : {}),
     pkcs11: Object.freeze({ module: r.module, token: r.token, keyLabel: r.keyLabel, keyStorage: r.keyStorage }),
   });
