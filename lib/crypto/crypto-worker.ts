@@ -59,6 +59,14 @@ function run(m: WorkerRequest): WorkerResponse {
       return { id: m.id, ok: true, bytes: b.sign(m.alg as SigAlgorithm, m.a, secretKeys.instance(m.b)) };
     case 'verify':
       return { id: m.id, ok: true, valid: b.verify(m.alg as SigAlgorithm, m.a, m.b, publicKeys.instance(m.c ?? new Uint8Array(0))) };
+    case 'encapsulate': {
+      const { capsule, sharedSecret } = b.encapsulate(m.alg as KemAlgorithm, publicKeys.instance(m.a));
+      const bytes = new Uint8Array(capsule.length + sharedSecret.length);
+      bytes.set(capsule, 0);
+      bytes.set(sharedSecret, capsule.length);
+      sharedSecret.fill(0);
+      return { id: m.id, ok: true, bytes };
+    }
     case 'decapsulate':
       return { id: m.id, ok: true, bytes: b.decapsulate(m.alg as KemAlgorithm, m.a, secretKeys.instance(m.b)) };
     default:

@@ -1,9 +1,11 @@
 /**
  * Off-main-thread post-quantum crypto: a pool of worker threads (one per core by default) that
- * signs, verifies and decapsulates, so a JavaScript signature (5–16 ms with @noble) does not
- * block Node-RED's event loop. DESIGN §7; docs/PROTOCOL.md §3.
+ * signs, verifies, encapsulates and decapsulates, so a JavaScript signature (5–16 ms with @noble)
+ * or a burst of ML-KEM encapsulations (about 0.5 ms each) does not block Node-RED's event loop.
+ * DESIGN §7; docs/PROTOCOL.md §3.
  *
- * `offloadSign` / `offloadVerify` / `offloadDecapsulate` are what the protocol core calls: they
+ * `offloadSign` / `offloadVerify` / `offloadEncapsulate` / `offloadDecapsulate` are what the
+ * protocol core calls: they
  * use the shared pool when the operation would otherwise run in JavaScript on the main thread
  * (the noble backend, or Falcon-512 under the native backend) and compute inline otherwise — the
  * native node:crypto operations take a fraction of a millisecond, less than a round trip to a
@@ -17,11 +19,11 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { KemAlgorithm, SigAlgorithm } from './algorithms';
+import { KEM_ALGORITHMS, type KemAlgorithm, type SigAlgorithm } from './algorithms';
 import { cryptoBackend, nobleBackend } from './backend';
 import { nativeBackend } from './native';
 
-export type WorkerOp = 'sign' | 'verify' | 'decapsulate';
+export type WorkerOp = 'sign' | 'verify' | 'encapsulate' | 'decapsulate';
 
 export interface WorkerRequest {
   id: number;
@@ -94,6 +96,18 @@ export class CryptoWorkerPool {
   verify(alg: SigAlgorithm, signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array, backend: WorkerRequest['backend'] = 'noble'): Promise<boolean> {
     return this.run({ op: 'verify', backend, alg, a: Uint8Array.from(signature), b: Uint8Array.from(message), c: Uint8Array.from(publicKey) })
       .then((r) => r.valid === true);
+  }
+
+  /** The worker answers capsule ‖ shared secret; the capsule length is the algorithm's. */
+  encapsulate(alg: KemAlgorithm, publicKey: Uint8Array, backend: WorkerRequest['backend'] = 'noble'): Promise<{ capsule: Uint8Array; sharedSecret: Uint8Array }> {
+    return this.run({ op: 'encapsulate', backend, alg, a: Uint8Array.from(publicKey), b: new Uint8Array(0) }).then((r) => {
+      const bytes = r.bytes ?? new Uint8Array(0);
+      const split = KEM_ALGORITHMS[alg].cipherText;
+      if (bytes.length <= split) throw new Error('crypto worker: short encapsulation');
+      const out = { capsule: bytes.slice(0, split), sharedSecret: bytes.slice(split) };
+      bytes.fill(0); // the shared secret lives on only in the copy handed back
+      return out;
+    });
   }
 
   decapsulate(alg: KemAlgorithm, capsule: Uint8Array, secretKey: Uint8Array, backend: WorkerRequest['backend'] = 'noble'): Promise<Uint8Array> {
@@ -262,6 +276,18 @@ export async function offloadVerify(alg: SigAlgorithm, signature: Uint8Array, me
     }
   }
   return cryptoBackend().verify(alg, signature, message, publicKey);
+}
+
+export async function offloadEncapsulate(alg: KemAlgorithm, publicKey: Uint8Array): Promise<{ capsule: Uint8Array; sharedSecret: Uint8Array }> {
+  const where = offloadBackend(alg);
+  if (where) {
+    try {
+      return await sharedCryptoPool().encapsulate(alg, publicKey, where);
+    } catch {
+      // fall through
+    }
+  }
+  return cryptoBackend().encapsulate(alg, publicKey);
 }
 
 export async function offloadDecapsulate(alg: KemAlgorithm, capsule: Uint8Array, secretKey: Uint8Array): Promise<Uint8Array> {

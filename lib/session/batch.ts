@@ -74,7 +74,9 @@ export const EVENT_LOOP_SCHEDULER: BatchScheduler = Object.freeze({
  * then would only queue behind that signature, so it keeps collecting until the work settles (or
  * `maxLeaves`). At a low rate nothing is in progress and nothing waits; under load each signature
  * covers what arrived during the previous one, so the signing work stays bounded however many
- * messages come.
+ * messages come. The same two rules also wait for items announced with `reserve()` (envelopes
+ * still being prepared, e.g. behind an ML-KEM encapsulation on a worker): envelopes sent together
+ * then share a batch even when their preparation finishes in different turns.
  */
 export class BatchWindow<T> {
   private open: T[] = [];
@@ -85,6 +87,8 @@ export class BatchWindow<T> {
   private inProgress = 0;
   /** The quiet-turn or delay rule fired while work was in progress: close when it settles. */
   private due = false;
+  /** Items announced by `reserve()` that have neither been added nor released yet. */
+  private reserved = 0;
 
   constructor(
     readonly options: BatchOptions,
@@ -93,7 +97,22 @@ export class BatchWindow<T> {
     private readonly rules: { quietTurn?: boolean } = {},
   ) {}
 
-  add(item: T): void {
+  /**
+   * An item is on its way: until it is added (`add(item, true)`) or the reservation released,
+   * the quiet-turn and delay rules wait for it (the size rule does not).
+   */
+  reserve(): void {
+    this.reserved++;
+  }
+
+  /** The reserved item will not come (its preparation failed). */
+  release(): void {
+    this.reserved--;
+    this.closeIfDue();
+  }
+
+  add(item: T, reserved = false): void {
+    if (reserved) this.reserved--;
     this.open.push(item);
     if (this.open.length >= this.options.maxLeaves) {
       this.close();
@@ -102,6 +121,8 @@ export class BatchWindow<T> {
       // Without a delay the quiet-turn rule always applies: something must close the batch.
       if (this.rules.quietTurn !== false || this.options.maxDelayMs === 0) this.cancelSoon = this.scheduler.soon(this.onTurn);
       if (this.options.maxDelayMs > 0) this.cancelDeadline = this.scheduler.after(this.options.maxDelayMs, this.onDeadline);
+    } else {
+      this.closeIfDue();
     }
   }
 
@@ -127,11 +148,16 @@ export class BatchWindow<T> {
   };
 
   private closeWhenFree(): void {
-    if (this.inProgress > 0) {
+    if (this.inProgress > 0 || this.reserved > 0) {
       this.due = true;
       return;
     }
     this.close();
+  }
+
+  /** A batch whose time came while work or reserved items were pending closes once neither is. */
+  private closeIfDue(): void {
+    if (this.due && this.inProgress === 0 && this.reserved === 0 && this.open.length > 0) this.close();
   }
 
   private close(): void {
@@ -146,10 +172,31 @@ export class BatchWindow<T> {
     this.inProgress++;
     const settled = (): void => {
       this.inProgress--;
-      // A batch whose time came meanwhile closes now.
-      if (this.due && this.open.length > 0) this.close();
+      // A batch whose time came meanwhile closes now (or once its reserved items are in).
+      this.closeIfDue();
     };
     this.onClose(batch).then(settled, settled);
+  }
+}
+
+/** A place announced in a sender's next batch (`BatchSigner.reserve`); used once or released once. */
+export class BatchReservation {
+  private held = true;
+
+  constructor(private readonly window: BatchWindow<Waiting>) {}
+
+  /** True (once) when this reservation is for `window` and still held: the item then fills it. */
+  takeFor(window: BatchWindow<Waiting>): boolean {
+    if (!this.held || window !== this.window) return false;
+    this.held = false;
+    return true;
+  }
+
+  /** Gives the place up; nothing once used or released. */
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.window.release();
   }
 }
 
@@ -159,13 +206,27 @@ interface Waiting {
   reject: (error: unknown) => void;
 }
 
-export interface BatchSignerStats {
-  /** Signatures made (one per batch, batches of one included). */
-  signatures: number;
-  /** Envelopes authenticated. */
+/**
+ * What a sender's closed batches covered, counted the same way for batch signing (§4.7) and
+ * compact-mode manifests (§4.8); each adds its own count of batches under the name of what it
+ * produces per batch (signatures, manifests), which is what ThroughputStats readers see.
+ */
+export interface BatchCoverage {
+  /** Envelopes the batches covered. */
   envelopes: number;
   /** Largest batch so far. */
   largest: number;
+}
+
+/** Adds one closed batch of `size` envelopes. */
+export function coverBatch(coverage: BatchCoverage, size: number): void {
+  coverage.envelopes += size;
+  if (size > coverage.largest) coverage.largest = size;
+}
+
+export interface BatchSignerStats extends BatchCoverage {
+  /** Signatures made (one per batch, batches of one included). */
+  signatures: number;
 }
 
 export class BatchSigner {
@@ -181,9 +242,21 @@ export class BatchSigner {
     this.window = new BatchWindow(options, (batch) => this.signBatch(batch), scheduler);
   }
 
+  /**
+   * Announces an envelope still being prepared, so the batch open when it is ready is the one it
+   * was sent with. Hand the reservation to `authenticate`, or `release()` it if no envelope comes.
+   */
+  reserve(): BatchReservation {
+    this.window.reserve();
+    return new BatchReservation(this.window);
+  }
+
   /** The trailer for one envelope's message digest, once its batch is signed. */
-  authenticate(messageDigest: Uint8Array): Promise<EnvelopeAuth> {
-    return new Promise((resolve, reject) => this.window.add({ digest: messageDigest, resolve, reject }));
+  authenticate(messageDigest: Uint8Array, reservation?: BatchReservation): Promise<EnvelopeAuth> {
+    // A reservation made with another signer (batching was reconfigured meanwhile) is given back there.
+    const reserved = reservation?.takeFor(this.window) === true;
+    if (!reserved) reservation?.release();
+    return new Promise((resolve, reject) => this.window.add({ digest: messageDigest, resolve, reject }, reserved));
   }
 
   /** Signs what is waiting now (for example before shutdown). */
@@ -214,8 +287,7 @@ export class BatchSigner {
 
   private count(n: number): void {
     this.counters.signatures++;
-    this.counters.envelopes += n;
-    if (n > this.counters.largest) this.counters.largest = n;
+    coverBatch(this.counters, n);
   }
 }
 

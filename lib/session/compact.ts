@@ -7,7 +7,9 @@
 import { sha256 } from '../crypto/symmetric';
 import type { SigAlgorithm } from '../crypto/algorithms';
 import { encodeBatchManifest, encodeBatchManifestBody, manifestDigest, MAX_MANIFEST_DIGESTS } from '../wire/batch-manifest';
-import { BatchWindow, EVENT_LOOP_SCHEDULER, MAX_BATCH_DELAY_MS, type BatchOptions, type BatchScheduler } from './batch';
+import {
+  BatchWindow, EVENT_LOOP_SCHEDULER, MAX_BATCH_DELAY_MS, coverBatch, type BatchCoverage, type BatchOptions, type BatchScheduler,
+} from './batch';
 
 /** Digests of verified manifests a receiver remembers, over all senders (least recently used dropped first). */
 export const DEFAULT_VERIFIED_DIGESTS = 8192;
@@ -54,13 +56,9 @@ export interface ManifestSigner {
   sign(digest: Uint8Array): Promise<Uint8Array>;
 }
 
-export interface ManifestStats {
-  /** Manifests signed. */
+export interface ManifestStats extends BatchCoverage {
+  /** Manifests signed (one per batch; `envelopes` counts the digests they listed). */
   manifests: number;
-  /** Envelopes they listed. */
-  envelopes: number;
-  /** Largest manifest so far. */
-  largest: number;
 }
 
 /** Sender side: one manifest per closed batch of compact envelopes. */
@@ -125,8 +123,7 @@ export class ManifestBatcher {
         return;
       }
       this.counters.manifests++;
-      this.counters.envelopes += digests.length;
-      if (digests.length > this.counters.largest) this.counters.largest = digests.length;
+      coverBatch(this.counters, digests.length);
       sink?.manifest({ topic: this.topic, payload, count: digests.length });
     });
     return signing;

@@ -9,6 +9,7 @@
  */
 import { AES_KEY_BYTES, type KemAlgorithm, type SigAlgorithm } from '../crypto/algorithms';
 import { cryptoBackend } from '../crypto/backend';
+import { offloadEncapsulate } from '../crypto/worker-pool';
 import { LABELS, aesGcmOpen, aesGcmSeal, hkdf, randomNonce } from '../crypto/symmetric';
 import type { EnvelopeAuth } from '../wire/auth';
 import {
@@ -37,9 +38,11 @@ export function deriveMessageKey(sharedSecret: Uint8Array): Uint8Array {
 }
 
 export async function sealDirectEnvelope(input: DirectSealInput): Promise<Uint8Array> {
-  const { capsule, sharedSecret } = cryptoBackend().encapsulate(
-    input.recipient.kemAlgorithm, input.recipient.kemPublicKey, input.random?.encapsulation,
-  );
+  // Fixed randomness (test vectors) is computed here; otherwise off the main thread when it would run in JavaScript.
+  const { kemAlgorithm, kemPublicKey } = input.recipient;
+  const { capsule, sharedSecret } = input.random?.encapsulation
+    ? cryptoBackend().encapsulate(kemAlgorithm, kemPublicKey, input.random.encapsulation)
+    : await offloadEncapsulate(kemAlgorithm, kemPublicKey);
   const key = deriveMessageKey(sharedSecret);
   try {
     const headerBytes = encodeEnvelopeHeader({

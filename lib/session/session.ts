@@ -19,7 +19,7 @@ import { decodeCertificate, roleAllowsPublish } from '../wire/certificate';
 import { toHex } from '../wire/common';
 import { decodeAnnouncement } from '../wire/announcement';
 import { decodeDirectEnvelope, encodeEnvelope, encodeEnvelopeBlob, messageDigest, type DecodedEnvelope } from '../wire/envelope';
-import { BatchSigner, DEFAULT_VERIFIED_ROOTS, VerifiedRoots, resolveBatchOptions, type BatchOptions, type BatchSignerStats } from './batch';
+import { BatchSigner, DEFAULT_VERIFIED_ROOTS, VerifiedRoots, resolveBatchOptions, type BatchOptions, type BatchReservation, type BatchSignerStats } from './batch';
 import { batchRootDigest, climbBatchPath } from './batch-tree';
 import type { EnvelopeAuth } from '../wire/auth';
 import { peekType } from '../wire/header';
@@ -449,6 +449,9 @@ export class SecureSession {
     const recipientValidity = checkValidity(recipient, now);
     if (!recipientValidity.ok) throw new Error(`recipient "${recipientId}" has a certificate that is ${recipientValidity.reason === 'expired' ? 'expired' : 'not yet valid'}`);
     const seq = this.takeSequence(now);
+    // Announced before the encapsulation (on a worker with the JavaScript backend): envelopes sent
+    // together still share one batch signature however their encapsulations finish (§4.7).
+    const reservation = this.batcher?.reserve();
     const envelope = await sealDirectEnvelope({
       topic,
       data,
@@ -457,8 +460,8 @@ export class SecureSession {
       seq,
       timestamp: now,
       sign: (d) => this.provider.sign(d),
-      authenticate: (d) => this.authenticate(d),
-    });
+      authenticate: (d) => this.authenticate(d, reservation),
+    }).finally(() => reservation?.release());
     if (envelope.length > this.limits.maxEnvelopeBytes) {
       throw new Error(`envelope of ${envelope.length} bytes exceeds the limit of ${this.limits.maxEnvelopeBytes}`);
     }
@@ -581,8 +584,9 @@ export class SecureSession {
   }
 
   /** The auth trailer for an outgoing envelope: batched (§4.7) or one signature (§2.7). */
-  private async authenticate(digest: Uint8Array): Promise<EnvelopeAuth> {
-    if (this.batcher) return this.batcher.authenticate(digest);
+  private async authenticate(digest: Uint8Array, reservation?: BatchReservation): Promise<EnvelopeAuth> {
+    if (this.batcher) return this.batcher.authenticate(digest, reservation);
+    reservation?.release();
     return { kind: 'signature', signature: await this.provider.sign(digest) };
   }
 
@@ -674,7 +678,7 @@ export class SecureSession {
       const serial = this.takeSequence(now);
       const mek = randomKey();
       const notAfter = strategy.kind === 'schedule' ? scheduleEnd(strategy, now) : 0;
-      const wraps = [...members.values()].map((m) => wrapTopicKey(mek, m, this.deviceId, topic, serial));
+      const wraps = await Promise.all([...members.values()].map((m) => wrapTopicKey(mek, m, this.deviceId, topic, serial)));
       const body = encodeTopicKeyBody({
         publisherId: this.deviceId,
         publisherKeyEpoch: this.provider.keyEpoch,

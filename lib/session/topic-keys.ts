@@ -5,6 +5,7 @@
  */
 import { AES_KEY_BYTES, type KemAlgorithm } from '../crypto/algorithms';
 import { cryptoBackend } from '../crypto/backend';
+import { offloadEncapsulate } from '../crypto/worker-pool';
 import type { KeyObject } from 'node:crypto';
 import { LABELS, aesGcmOpen, aesGcmSeal, domainDigest, hkdf, prepareAesKey } from '../crypto/symmetric';
 import type { KeyWrap } from '../wire/topic-key';
@@ -120,10 +121,13 @@ export interface WrapRecipient {
  * wrapped = AES-256-GCM(kek, nonce = 0^12, MEK, aad). The nonce can be fixed: every kek comes
  * from a fresh encapsulation and encrypts exactly one key.
  */
-export function wrapTopicKey(
+export async function wrapTopicKey(
   mek: Uint8Array, recipient: WrapRecipient, publisherId: string, topic: string, serial: bigint, random?: Uint8Array,
-): KeyWrap {
-  const { capsule, sharedSecret } = cryptoBackend().encapsulate(recipient.kemAlgorithm, recipient.kemPublicKey, random);
+): Promise<KeyWrap> {
+  // Fixed randomness (test vectors) is computed here; otherwise off the main thread when it would run in JavaScript.
+  const { capsule, sharedSecret } = random
+    ? cryptoBackend().encapsulate(recipient.kemAlgorithm, recipient.kemPublicKey, random)
+    : await offloadEncapsulate(recipient.kemAlgorithm, recipient.kemPublicKey);
   const kek = hkdf(sharedSecret, new Uint8Array(0), KEK_INFO, AES_KEY_BYTES);
   try {
     const wrappedKey = aesGcmSeal(kek, ZERO_NONCE, mek, wrapAad(publisherId, topic, serial, recipient.deviceId, recipient.keyId));

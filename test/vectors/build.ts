@@ -244,8 +244,8 @@ export async function buildCase(name: string, inputs: VectorCase['inputs']): Pro
 
 
   const batch = await buildBatchVector(inputs, sender, recipient);
-  const topicMode = buildTopicVector(inputs, sender, recipient);
-  const compact = buildCompactVector(inputs, sender, recipient);
+  const topicMode = await buildTopicVector(inputs, sender, recipient);
+  const compact = await buildCompactVector(inputs, sender, recipient);
 
   return {
     name,
@@ -276,12 +276,12 @@ export async function buildCase(name: string, inputs: VectorCase['inputs']): Pro
 }
 
 /** Topic mode, built from the same public functions the session uses, with fixed randomness. */
-function buildTopicVector(inputs: VectorCase['inputs'], sender: IdentityBundle, recipient: IdentityBundle) {
+async function buildTopicVector(inputs: VectorCase['inputs'], sender: IdentityBundle, recipient: IdentityBundle) {
   const backend = cryptoBackend();
   const t = inputs.topic;
   const serial = BigInt(t.keySerial);
   const mek = unhex(t.topicKey);
-  const wrap = wrapTopicKey(mek, recipient, sender.deviceId, t.topic, serial, unhex(t.wrapEncapsulationRandom));
+  const wrap = await wrapTopicKey(mek, recipient, sender.deviceId, t.topic, serial, unhex(t.wrapEncapsulationRandom));
   const body = encodeTopicKeyBody({
     publisherId: sender.deviceId, publisherKeyEpoch: sender.keyEpoch, publisherKeyId: sender.keyId, sigAlgorithm: sender.sigAlgorithm,
     topic: t.topic, keySerial: serial, notAfter: BigInt(t.notAfter), issuedAt: BigInt(t.issuedAt), wraps: [wrap],
@@ -311,16 +311,16 @@ function buildTopicVector(inputs: VectorCase['inputs'], sender: IdentityBundle, 
 }
 
 /** Compact mode (§4.8): two compact envelopes on two topics, one manifest listing both digests. */
-function buildCompactVector(
+async function buildCompactVector(
   inputs: VectorCase['inputs'], sender: IdentityBundle, recipient: IdentityBundle,
-): Pick<VectorCase['outputs'], `compact${string}` & keyof VectorCase['outputs']> {
+): Promise<Pick<VectorCase['outputs'], `compact${string}` & keyof VectorCase['outputs']>> {
   const backend = cryptoBackend();
   const c = inputs.compact;
   // Item 0 is under the topic-mode key of inputs.topic (same topic); item 1 under a key of its own.
   if (c.items[0].topic !== inputs.topic.topic) throw new Error('compact item 0 must use the topic-mode topic');
   const secondSerial = BigInt(c.secondKeySerial);
   const secondKey = unhex(c.secondTopicKey);
-  const wrap = wrapTopicKey(secondKey, recipient, sender.deviceId, c.items[1].topic, secondSerial, unhex(c.secondWrapEncapsulationRandom));
+  const wrap = await wrapTopicKey(secondKey, recipient, sender.deviceId, c.items[1].topic, secondSerial, unhex(c.secondWrapEncapsulationRandom));
   const keyBody = encodeTopicKeyBody({
     publisherId: sender.deviceId, publisherKeyEpoch: sender.keyEpoch, publisherKeyId: sender.keyId, sigAlgorithm: sender.sigAlgorithm,
     topic: c.items[1].topic, keySerial: secondSerial, notAfter: 0n, issuedAt: BigInt(c.manifestTimestamp - 100), wraps: [wrap],

@@ -13,7 +13,7 @@ import { T0, certify, keysFor, pair, session } from '../fixtures';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-describe('crypto worker pool (off-main-thread sign / verify / decapsulate)', function () {
+describe('crypto worker pool (off-main-thread sign / verify / encapsulate / decapsulate)', function () {
   this.timeout(120_000);
   let pool: CryptoWorkerPool;
   const falcon = keysFor({ id: 'wp-falcon', sig: 'Falcon-512' });
@@ -24,7 +24,7 @@ describe('crypto worker pool (off-main-thread sign / verify / decapsulate)', fun
   });
   after(() => pool.close());
 
-  it('returns what inline computation returns: verify (valid, tampered, malformed), decapsulate, and signatures that verify', async () => {
+  it('returns what inline computation returns: verify (valid, tampered, malformed), decapsulate, and signatures and encapsulations that check inline', async () => {
     for (const id of [falcon, dsa]) {
       const msg = sha256(enc(id.deviceId));
       const sig = nobleBackend.sign(id.sigAlgorithm, msg, id.sigSecretKey);
@@ -40,6 +40,14 @@ describe('crypto worker pool (off-main-thread sign / verify / decapsulate)', fun
       assert.deepEqual(await pool.decapsulate(id.kemAlgorithm, capsule, id.kemSecretKey), sharedSecret);
       if (nativeBackend) {
         assert.deepEqual(await pool.decapsulate(id.kemAlgorithm, capsule, id.kemSecretKey, 'native'), sharedSecret);
+      }
+      // Encapsulation on a worker: the capsule opens inline to the secret the worker handed back.
+      for (const backend of nativeBackend ? (['noble', 'native'] as const) : (['noble'] as const)) {
+        const pooledKem = await pool.encapsulate(id.kemAlgorithm, id.kemPublicKey, backend);
+        assert.equal(pooledKem.capsule.length, capsule.length);
+        assert.equal(pooledKem.sharedSecret.length, 32);
+        assert.deepEqual(nobleBackend.decapsulate(id.kemAlgorithm, pooledKem.capsule, id.kemSecretKey), pooledKem.sharedSecret);
+        assert.notDeepEqual(pooledKem.capsule, capsule, 'fresh randomness per encapsulation');
       }
     }
     // The caller's secret key is not touched (the worker wipes its own copy).

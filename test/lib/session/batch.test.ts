@@ -284,6 +284,52 @@ describe('batch authentication (docs/PROTOCOL.md §4.7)', function () {
       assert.deepEqual(s.stats, { signatures: 4, envelopes: 8, largest: 4 });
     });
 
+    it('an envelope announced while still being prepared (reserve) joins the batch it was sent with; a released one holds nothing', async () => {
+      const { s, timers, signed } = signer(16, 2);
+      const first = s.authenticate(digest(0));
+      const onItsWay = s.reserve(); // e.g. its ML-KEM encapsulation runs on a worker
+      timers.turn();
+      timers.deadline();
+      assert.equal(signed.length, 0, 'due by turn and deadline, but a reserved envelope is on its way');
+      const second = s.authenticate(digest(1), onItsWay);
+      await tick();
+      assert.equal(signed.length, 1, 'closed as soon as the reserved envelope joined');
+      assert.deepEqual((await Promise.all([first, second])).map((a) => (a.kind === 'batch' ? a.leafCount : 0)), [2, 2]);
+      onItsWay.release(); // already used: nothing happens
+
+      // A reservation given up (its preparation failed) lets the due batch close.
+      const lone = s.authenticate(digest(2));
+      const failed = s.reserve();
+      timers.turn();
+      assert.equal(signed.length, 1);
+      failed.release();
+      failed.release(); // once only
+      assert.equal((await lone).kind, 'signature');
+      assert.equal(signed.length, 2);
+
+      // The size rule does not wait for reservations.
+      const pending = s.reserve();
+      const full = Array.from({ length: 16 }, (_, i) => s.authenticate(digest(10 + i)));
+      assert.equal(signed.length, 3, 'size closes at once');
+      await Promise.all(full);
+      pending.release();
+      assert.equal(timers.pending, 0);
+    });
+
+    it('a reservation made before batching was reconfigured is given back to the signer it came from', async () => {
+      const a = signer(16, 2);
+      const b = signer(16, 2);
+      const held = a.s.authenticate(digest(0));
+      const stale = a.s.reserve();
+      a.timers.turn();
+      assert.equal(a.signed.length, 0);
+      const other = b.s.authenticate(digest(1), stale); // the session now uses signer b
+      b.timers.turn();
+      assert.equal((await other).kind, 'signature', 'joins b as an ordinary envelope');
+      assert.equal((await held).kind, 'signature', "a's due batch closed when the reservation came back");
+      assert.equal(a.signed.length, 1);
+    });
+
     it('a signing failure rejects every envelope of the batch, and the next batch still works', async () => {
       const timers = manualScheduler();
       let fail = true;
