@@ -392,36 +392,38 @@ function assemble(parts: {
   };
 
   // The endpoint sees the session through this: sends wait for the restore, and rejected
-  // envelopes are audited (the endpoint reports them to the nodes, not as events).
+  // envelopes are audited (the endpoint reports them to the nodes, not as events). The wrappers
+  // and bound methods are made once: the endpoint reaches for them with every message.
+  const wrappers: Record<string, unknown> = {
+    sealDirect: (async (...args) => {
+      await gate;
+      return session.sealDirect(...args);
+    }) satisfies SecureSession['sealDirect'],
+    sealTopic: (async (...args) => {
+      await gate;
+      return session.sealTopic(...args);
+    }) satisfies SecureSession['sealTopic'],
+    open: (async (topic, payload, now) => {
+      const result = await session.open(topic, payload, now);
+      if (!result.ok && audit && !QUIET_REASONS.has(result.reason)) {
+        const sender = claimedSender(payload, session.limits);
+        auditRejected(result.reason, sender === undefined ? { topic: auditText(topic) } : { topic: auditText(topic), peer: sender });
+      }
+      return result;
+    }) satisfies SecureSession['open'],
+  };
+  const bound = new Map<PropertyKey, unknown>();
   const endpointSession = new Proxy(session, {
     get(target, prop) {
-      if (prop === 'sealDirect') {
-        const sealDirect: SecureSession['sealDirect'] = async (...args) => {
-          await gate;
-          return target.sealDirect(...args);
-        };
-        return sealDirect;
-      }
-      if (prop === 'sealTopic') {
-        const sealTopic: SecureSession['sealTopic'] = async (...args) => {
-          await gate;
-          return target.sealTopic(...args);
-        };
-        return sealTopic;
-      }
-      if (prop === 'open') {
-        const open: SecureSession['open'] = async (topic, payload, now) => {
-          const result = await target.open(topic, payload, now);
-          if (!result.ok && audit && !QUIET_REASONS.has(result.reason)) {
-            const sender = claimedSender(payload, target.limits);
-            auditRejected(result.reason, sender === undefined ? { topic: auditText(topic) } : { topic: auditText(topic), peer: sender });
-          }
-          return result;
-        };
-        return open;
-      }
+      if (typeof prop === 'string' && Object.hasOwn(wrappers, prop)) return wrappers[prop];
       const value: unknown = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      if (typeof value !== 'function') return value;
+      let method = bound.get(prop);
+      if (method === undefined) {
+        method = (value as (...a: unknown[]) => unknown).bind(target);
+        bound.set(prop, method);
+      }
+      return method;
     },
   });
 
