@@ -21,13 +21,9 @@ import { isPkcs11IdentityJson, parsePkcs11IdentityJson, publicBundleOf, type Pkc
 import { SoftwareProvider, type SecurityProvider } from '../session/provider';
 import { SecureSession, type RestoreReport } from '../session/session';
 import { parseCaPublicKeyText } from '../wire/ca-key';
-import { decodeDirectEnvelope } from '../wire/envelope';
-import { peekType } from '../wire/header';
-import { decodeCompactEnvelope } from '../wire/compact-envelope';
-import { decodeTopicEnvelope } from '../wire/topic-envelope';
 import { AuditLog } from './audit-log';
 import { holdCryptoWorkersOff, type CryptoWorkersChoice } from './crypto-workers';
-import { QUIET_REASONS, SecureEndpoint } from './endpoint';
+import { QUIET_REASONS, SecureEndpoint, claimedSender } from './endpoint';
 import { DEFAULT_QUEUE_LIMIT, MqttConnection, type MqttConnectionOptions, type TlsOptions } from './mqtt-connection';
 import { STATE_FILES, StateStore, restoreInto, type StateProblem } from './state-store';
 import { throughputOptionsFrom, type ThroughputOptions, type ThroughputSettings } from './throughput-settings';
@@ -210,15 +206,6 @@ function auditText(value: string): string {
   return cut + '…';
 }
 
-/** The sender an envelope claims (unverified; for the audit entry only), or undefined. */
-function claimedSender(payload: Uint8Array, limits: SecureSession['limits']): string | undefined {
-  if (!(payload instanceof Uint8Array) || payload.length > limits.maxEnvelopeBytes) return undefined;
-  const type = peekType(payload);
-  const decoded = type === 'topicEnvelope' ? decodeTopicEnvelope(payload, limits)
-    : type === 'compactEnvelope' ? decodeCompactEnvelope(payload, limits)
-    : decodeDirectEnvelope(payload, limits);
-  return decoded.ok ? decoded.value.senderId : undefined;
-}
 
 function text(value: unknown): string {
   return typeof value === 'string' ? value.trim() : typeof value === 'number' ? String(value) : '';

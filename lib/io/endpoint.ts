@@ -14,7 +14,7 @@ import { decodeTopicEnvelope } from '../wire/topic-envelope';
 import { decodeCompactEnvelope } from '../wire/compact-envelope';
 import type { AnnouncementVerdict, RevocationVerdict, SecureSession } from '../session/session';
 import type { KeyStrategy } from '../session/topic-keys';
-import { publishPacketSize, type IncomingMessage, type MessageHandler, type MqttConnection, type PublishOptions, type QoS } from './mqtt-connection';
+import { errorText, publishPacketSize, type IncomingMessage, type MessageHandler, type MqttConnection, type PublishOptions, type QoS } from './mqtt-connection';
 import { ProviderError } from '../session/provider';
 
 /** The parts of MqttConnection the endpoint uses (a fake in unit tests is a few lines). */
@@ -166,11 +166,11 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
           // In an array, so the send order moves on once it is handed to MQTT, not once delivered.
           return [this.connection.publish(m.topic, Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength), MANIFEST_OPTIONS)];
         }).then(
-          ([delivered]) => delivered.catch((error: unknown) => this.emit('warning', `batch manifest not delivered: ${describeError(error)}`)),
-          (error: unknown) => this.emit('warning', `batch manifest not published: ${describeError(error)}`),
+          ([delivered]) => delivered.catch((error: unknown) => this.emit('warning', `batch manifest not delivered: ${errorText(error)}`)),
+          (error: unknown) => this.emit('warning', `batch manifest not published: ${errorText(error)}`),
         );
       },
-      failed: (error, count) => this.emit('warning', `batch manifest for ${count} compact envelopes not signed: ${describeError(error)}`),
+      failed: (error, count) => this.emit('warning', `batch manifest for ${count} compact envelopes not signed: ${errorText(error)}`),
     });
     this.pendingSweep = setInterval(() => this.session.expirePending(this.clock()), PENDING_SWEEP_MS);
     this.pendingSweep.unref();
@@ -325,7 +325,7 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
     try {
       result = await this.session.handleKeyMessage(message.topic, message.payload, this.clock());
     } catch (error) {
-      this.emit('warning', `key provider failed: ${error instanceof Error ? error.message : String(error)}`);
+      this.emit('warning', `key provider failed: ${errorText(error)}`);
       return;
     }
     if (!result.ok && !QUIET_REASONS.has(result.reason)) {
@@ -357,7 +357,7 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
       try {
         listener(verdict);
       } catch (error) {
-        this.emit('warning', `listener failed: ${error instanceof Error ? error.message : String(error)}`);
+        this.emit('warning', `listener failed: ${errorText(error)}`);
       }
     }
   }
@@ -382,7 +382,7 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
         await this.durable();
       } catch (error) {
         // Not stored means it could be accepted again after a crash: do not release it.
-        this.emit('warning', `state not saved, message withheld: ${error instanceof Error ? error.message : String(error)}`);
+        this.emit('warning', `state not saved, message withheld: ${errorText(error)}`);
         return { ok: false, rejection: { reason: 'not-stored', topic: message.topic, sender: v.sender }, quiet: false };
       }
       return {
@@ -397,20 +397,12 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
       };
     }
     const rejection: Rejection = { reason: result.reason, topic: message.topic };
-    const sender = this.claimedSender(message.payload);
+    const sender = claimedSender(message.payload, this.session.limits);
     if (sender !== undefined) rejection.sender = sender;
     return { ok: false, rejection, quiet: QUIET_REASONS.has(result.reason) };
   }
 
-  /** Best effort and cheap (a size-checked decode, no crypto); undefined when it does not parse. */
-  private claimedSender(payload: Buffer): string | undefined {
-    if (payload.length > this.session.limits.maxEnvelopeBytes) return undefined;
-    const type = peekType(payload);
-    const decoded = type === 'topicEnvelope' ? decodeTopicEnvelope(payload, this.session.limits)
-      : type === 'compactEnvelope' ? decodeCompactEnvelope(payload, this.session.limits)
-      : decodeDirectEnvelope(payload, this.session.limits);
-    return decoded.ok ? decoded.value.senderId : undefined;
-  }
+
 
   private listenersFor(topic: string): VerdictListener[] {
     const out: VerdictListener[] = [];
@@ -426,8 +418,17 @@ export class SecureEndpoint extends EventEmitter<EndpointEvents> {
   }
 }
 
-function describeError(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+/**
+ * The sender an envelope claims (unverified: for rejection reports and audit entries only), or
+ * undefined. Best effort and cheap: a size-checked decode, no crypto.
+ */
+export function claimedSender(payload: Uint8Array, limits: EndpointSession['limits']): string | undefined {
+  if (!(payload instanceof Uint8Array) || payload.length > limits.maxEnvelopeBytes) return undefined;
+  const type = peekType(payload);
+  const decoded = type === 'topicEnvelope' ? decodeTopicEnvelope(payload, limits)
+    : type === 'compactEnvelope' ? decodeCompactEnvelope(payload, limits)
+    : decodeDirectEnvelope(payload, limits);
+  return decoded.ok ? decoded.value.senderId : undefined;
 }
 
 export function describeReason(reason: Reason): string {

@@ -525,6 +525,7 @@ function maxQos(owners: Map<string, Subscriber>): QoS {
   return qos;
 }
 
-function errorText(error: unknown): string {
+/** The message of a thrown value, for warnings (never a stack). */
+export function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
