@@ -169,6 +169,14 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
+/**
+ * Equal bytes, compared by memcmp: for public data only (hashes, signatures, key ids on the wire),
+ * where the time a comparison takes tells nothing; secrets go through constantTimeEqual.
+ */
+export function publicBytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return constantTimeEqual(a, b);
 }

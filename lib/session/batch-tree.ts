@@ -13,7 +13,7 @@
  * (i, n). Leaves and inner nodes are hashed under different labels, so an inner node can never
  * be presented as a leaf (a shortened path fails), and the leaf binds its own index.
  */
-import { LABELS, domainDigest } from '../crypto/symmetric';
+import { LABELS, domainDigest, publicBytesEqual } from '../crypto/symmetric';
 import { MAX_BATCH_LEAVES, largestPowerOfTwoBelow } from '../wire/auth';
 
 export function batchLeaf(index: number, messageDigest: Uint8Array): Uint8Array {
@@ -91,8 +91,6 @@ export interface BatchClimb {
   nodes: Array<[NodeRange, Uint8Array]>;
 }
 
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(a, b) === 0;
-
 /**
  * Climbs from leaf `index` of `count` with this message digest and path to the root. With
  * `known` (the nodes of a tree whose root signature already verified, by range), the climb stops
@@ -113,7 +111,7 @@ export function climbBatchPath(
     suffixKnown[n] = true;
     for (let j = n - 1; j >= 0; j--) {
       const k = known.get(ranges.sibling[j]);
-      suffixKnown[j] = suffixKnown[j + 1] && k !== undefined && sameBytes(k, path[j]);
+      suffixKnown[j] = suffixKnown[j + 1] && k !== undefined && publicBytesEqual(k, path[j]);
       if (!suffixKnown[j]) break;
     }
   }
@@ -123,7 +121,7 @@ export function climbBatchPath(
   for (let j = 0; j <= n; j++) {
     if (known && suffixKnown[j]) {
       const k = known.get(own);
-      if (k !== undefined && sameBytes(k, node)) return { root: undefined, nodes };
+      if (k !== undefined && publicBytesEqual(k, node)) return { root: undefined, nodes };
     }
     if (j === n) break;
     nodes.push([own, node], [ranges.sibling[j], path[j]]);
