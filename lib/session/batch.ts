@@ -9,6 +9,7 @@
  * envelopes that were already queued behind it, not for a timer); or at the latest `maxDelayMs`
  * after its first envelope. A batch of one is signed directly (auth kind 0x01).
  */
+import { publicBytesEqual } from '../crypto/symmetric';
 import { ok, type Result } from '../result';
 import { MAX_BATCH_LEAVES, type EnvelopeAuth } from '../wire/auth';
 import { batchRootDigest, buildBatchTree, type NodeRange } from './batch-tree';
@@ -31,17 +32,26 @@ export const DEFAULT_VERIFIED_ROOTS = 1024;
 /** Trees whose nodes a receiver keeps to shorten later climbs (the batches streaming now). */
 const KNOWN_TREES = 32;
 
+/**
+ * Merges overrides into `defaults` and checks them (batch signing and compact-mode manifests
+ * alike); `what` names the setting in the error. Throws on nonsense.
+ */
+export function checkedBatchOptions(defaults: BatchOptions, options: Partial<BatchOptions> | undefined, what: string, maxLeaves: number): BatchOptions {
+  const out = { ...defaults, ...(options ?? {}) };
+  if (!Number.isInteger(out.maxLeaves) || out.maxLeaves < 1 || out.maxLeaves > maxLeaves) {
+    throw new Error(`${what} maxLeaves must be an integer from 1 to ${maxLeaves}`);
+  }
+  if (typeof out.maxDelayMs !== 'number' || !(out.maxDelayMs >= 0 && out.maxDelayMs <= MAX_BATCH_DELAY_MS)) {
+    throw new Error(`${what} maxDelayMs must be from 0 to ${MAX_BATCH_DELAY_MS}`);
+  }
+  return Object.freeze(out);
+}
+
 /** Merges overrides into the defaults; `false` (or maxLeaves 1) is "no batching". Throws on nonsense. */
 export function resolveBatchOptions(options: Partial<BatchOptions> | false | undefined): BatchOptions | undefined {
   if (options === false) return undefined;
-  const out = { ...DEFAULT_BATCH_OPTIONS, ...(options ?? {}) };
-  if (!Number.isInteger(out.maxLeaves) || out.maxLeaves < 1 || out.maxLeaves > MAX_BATCH_LEAVES) {
-    throw new Error(`batch maxLeaves must be an integer from 1 to ${MAX_BATCH_LEAVES}`);
-  }
-  if (typeof out.maxDelayMs !== 'number' || !(out.maxDelayMs >= 0 && out.maxDelayMs <= MAX_BATCH_DELAY_MS)) {
-    throw new Error(`batch maxDelayMs must be from 0 to ${MAX_BATCH_DELAY_MS}`);
-  }
-  return out.maxLeaves === 1 ? undefined : Object.freeze(out);
+  const out = checkedBatchOptions(DEFAULT_BATCH_OPTIONS, options, 'batch', MAX_BATCH_LEAVES);
+  return out.maxLeaves === 1 ? undefined : out;
 }
 
 /** Timers behind an interface, so tests can drive batching without real time. */
@@ -306,8 +316,7 @@ interface RootEntry {
 }
 
 function sameSigner(e: RootEntry, keyId: Uint8Array, signature: Uint8Array): boolean {
-  return Buffer.from(e.keyId.buffer, e.keyId.byteOffset, e.keyId.length).equals(keyId) &&
-    Buffer.from(e.signature.buffer, e.signature.byteOffset, e.signature.length).equals(signature);
+  return publicBytesEqual(e.keyId, keyId) && publicBytesEqual(e.signature, signature);
 }
 
 export interface KnownTree extends RootEntry {
@@ -317,8 +326,6 @@ export interface KnownTree extends RootEntry {
   /** The verdict on the root (shared with the one check of this root and signature). */
   verdict: Promise<Result<true>>;
 }
-
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.compare(a, b) === 0;
 
 export class VerifiedRoots {
   private readonly entries = new Map<string, RootEntry>();
@@ -384,7 +391,7 @@ export class VerifiedRoots {
     if (this.capacity === 0) return;
     const key = VerifiedRoots.treeKey(signature, leafCount);
     let tree = this.trees.get(key);
-    if (tree && !(tree.senderId === senderId && sameSigner(tree, keyId, signature) && sameBytes(tree.rootDigest, rootDigest))) return;
+    if (tree && !(tree.senderId === senderId && sameSigner(tree, keyId, signature) && publicBytesEqual(tree.rootDigest, rootDigest))) return;
     if (!tree) {
       const made: KnownTree = { keyId: Uint8Array.from(keyId), signature: Uint8Array.from(signature), senderId, rootDigest: Uint8Array.from(rootDigest), nodes: new Map(), verdict };
       tree = made;

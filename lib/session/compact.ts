@@ -8,7 +8,7 @@ import { sha256 } from '../crypto/symmetric';
 import type { SigAlgorithm } from '../crypto/algorithms';
 import { encodeBatchManifest, encodeBatchManifestBody, manifestDigest, MAX_MANIFEST_DIGESTS } from '../wire/batch-manifest';
 import {
-  BatchWindow, EVENT_LOOP_SCHEDULER, MAX_BATCH_DELAY_MS, coverBatch, type BatchCoverage, type BatchOptions, type BatchScheduler,
+  BatchWindow, EVENT_LOOP_SCHEDULER, MAX_BATCH_DELAY_MS, checkedBatchOptions, coverBatch, type BatchCoverage, type BatchOptions, type BatchScheduler,
 } from './batch';
 
 /** Digests of verified manifests a receiver remembers, over all senders (least recently used dropped first). */
@@ -23,14 +23,7 @@ export const DEFAULT_COMPACT_BATCH_OPTIONS: BatchOptions = Object.freeze({ maxLe
 
 /** Merges overrides into the compact defaults; unlike batch signing, a manifest of one digest is fine. */
 export function resolveCompactBatchOptions(options: Partial<BatchOptions> | undefined): BatchOptions {
-  const out = { ...DEFAULT_COMPACT_BATCH_OPTIONS, ...(options ?? {}) };
-  if (!Number.isInteger(out.maxLeaves) || out.maxLeaves < 1 || out.maxLeaves > MAX_MANIFEST_DIGESTS) {
-    throw new Error(`compact batch maxLeaves must be an integer from 1 to ${MAX_MANIFEST_DIGESTS}`);
-  }
-  if (typeof out.maxDelayMs !== 'number' || !(out.maxDelayMs >= 0 && out.maxDelayMs <= MAX_BATCH_DELAY_MS)) {
-    throw new Error(`compact batch maxDelayMs must be from 0 to ${MAX_BATCH_DELAY_MS}`);
-  }
-  return Object.freeze(out);
+  return checkedBatchOptions(DEFAULT_COMPACT_BATCH_OPTIONS, options, 'compact batch', MAX_MANIFEST_DIGESTS);
 }
 
 /** A signed manifest ready to publish (not retained) after the envelopes it lists. */
