@@ -253,51 +253,41 @@ function offloadBackend(alg: SigAlgorithm | KemAlgorithm): WorkerRequest['backen
   return undefined;
 }
 
-export async function offloadSign(alg: SigAlgorithm, message: Uint8Array, secretKey: Uint8Array): Promise<Uint8Array> {
+/**
+ * `onPool` on the shared pool when `alg` would run in JavaScript here, else (or when the pool is
+ * unusable: compute here rather than fail the message) `inline`.
+ */
+async function offloaded<T>(
+  alg: SigAlgorithm | KemAlgorithm, onPool: (pool: CryptoWorkerPool, backend: WorkerRequest['backend']) => Promise<T>, inline: () => T,
+): Promise<T> {
   const where = offloadBackend(alg);
   if (where) {
     try {
-      return await sharedCryptoPool().sign(alg, message, secretKey, where);
+      return await onPool(sharedCryptoPool(), where);
     } catch {
-      // The pool is unusable: compute here rather than fail the message.
+      // fall through
     }
   }
-  return cryptoBackend().sign(alg, message, secretKey);
+  return inline();
+}
+
+export function offloadSign(alg: SigAlgorithm, message: Uint8Array, secretKey: Uint8Array): Promise<Uint8Array> {
+  return offloaded(alg, (pool, where) => pool.sign(alg, message, secretKey, where), () => cryptoBackend().sign(alg, message, secretKey));
 }
 
 /** Never throws on a peer's bytes: a malformed signature is `false`. */
-export async function offloadVerify(alg: SigAlgorithm, signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
-  const where = offloadBackend(alg);
-  if (where) {
-    try {
-      return await sharedCryptoPool().verify(alg, signature, message, publicKey, where);
-    } catch {
-      // fall through
-    }
-  }
-  return cryptoBackend().verify(alg, signature, message, publicKey);
+export function offloadVerify(alg: SigAlgorithm, signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
+  return offloaded(
+    alg, (pool, where) => pool.verify(alg, signature, message, publicKey, where), () => cryptoBackend().verify(alg, signature, message, publicKey),
+  );
 }
 
-export async function offloadEncapsulate(alg: KemAlgorithm, publicKey: Uint8Array): Promise<{ capsule: Uint8Array; sharedSecret: Uint8Array }> {
-  const where = offloadBackend(alg);
-  if (where) {
-    try {
-      return await sharedCryptoPool().encapsulate(alg, publicKey, where);
-    } catch {
-      // fall through
-    }
-  }
-  return cryptoBackend().encapsulate(alg, publicKey);
+/** `random` (fixed encapsulation randomness, test vectors only) is always computed inline. */
+export async function offloadEncapsulate(alg: KemAlgorithm, publicKey: Uint8Array, random?: Uint8Array): Promise<{ capsule: Uint8Array; sharedSecret: Uint8Array }> {
+  if (random) return cryptoBackend().encapsulate(alg, publicKey, random);
+  return offloaded(alg, (pool, where) => pool.encapsulate(alg, publicKey, where), () => cryptoBackend().encapsulate(alg, publicKey));
 }
 
-export async function offloadDecapsulate(alg: KemAlgorithm, capsule: Uint8Array, secretKey: Uint8Array): Promise<Uint8Array> {
-  const where = offloadBackend(alg);
-  if (where) {
-    try {
-      return await sharedCryptoPool().decapsulate(alg, capsule, secretKey, where);
-    } catch {
-      // fall through
-    }
-  }
-  return cryptoBackend().decapsulate(alg, capsule, secretKey);
+export function offloadDecapsulate(alg: KemAlgorithm, capsule: Uint8Array, secretKey: Uint8Array): Promise<Uint8Array> {
+  return offloaded(alg, (pool, where) => pool.decapsulate(alg, capsule, secretKey, where), () => cryptoBackend().decapsulate(alg, capsule, secretKey));
 }

@@ -8,7 +8,6 @@
  *   "pqc-iiot:direct-aad:v1", topic, header bytes).
  */
 import { AES_KEY_BYTES, type KemAlgorithm, type SigAlgorithm } from '../crypto/algorithms';
-import { cryptoBackend } from '../crypto/backend';
 import { offloadEncapsulate } from '../crypto/worker-pool';
 import { LABELS, aesGcmOpen, aesGcmSeal, hkdf, randomNonce } from '../crypto/symmetric';
 import type { EnvelopeAuth } from '../wire/auth';
@@ -38,11 +37,8 @@ export function deriveMessageKey(sharedSecret: Uint8Array): Uint8Array {
 }
 
 export async function sealDirectEnvelope(input: DirectSealInput): Promise<Uint8Array> {
-  // Fixed randomness (test vectors) is computed here; otherwise off the main thread when it would run in JavaScript.
-  const { kemAlgorithm, kemPublicKey } = input.recipient;
-  const { capsule, sharedSecret } = input.random?.encapsulation
-    ? cryptoBackend().encapsulate(kemAlgorithm, kemPublicKey, input.random.encapsulation)
-    : await offloadEncapsulate(kemAlgorithm, kemPublicKey);
+  // Off the main thread when it would run in JavaScript.
+  const { capsule, sharedSecret } = await offloadEncapsulate(input.recipient.kemAlgorithm, input.recipient.kemPublicKey, input.random?.encapsulation);
   const key = deriveMessageKey(sharedSecret);
   try {
     const headerBytes = encodeEnvelopeHeader({

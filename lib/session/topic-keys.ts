@@ -4,7 +4,6 @@
  * MasQiTT-style strategy and at once when membership changes. Pure: keys and time come in.
  */
 import { AES_KEY_BYTES, type KemAlgorithm } from '../crypto/algorithms';
-import { cryptoBackend } from '../crypto/backend';
 import { offloadEncapsulate } from '../crypto/worker-pool';
 import type { KeyObject } from 'node:crypto';
 import { LABELS, aesGcmOpen, aesGcmSeal, domainDigest, hkdf, prepareAesKey } from '../crypto/symmetric';
@@ -124,10 +123,8 @@ export interface WrapRecipient {
 export async function wrapTopicKey(
   mek: Uint8Array, recipient: WrapRecipient, publisherId: string, topic: string, serial: bigint, random?: Uint8Array,
 ): Promise<KeyWrap> {
-  // Fixed randomness (test vectors) is computed here; otherwise off the main thread when it would run in JavaScript.
-  const { capsule, sharedSecret } = random
-    ? cryptoBackend().encapsulate(recipient.kemAlgorithm, recipient.kemPublicKey, random)
-    : await offloadEncapsulate(recipient.kemAlgorithm, recipient.kemPublicKey);
+  // Off the main thread when it would run in JavaScript.
+  const { capsule, sharedSecret } = await offloadEncapsulate(recipient.kemAlgorithm, recipient.kemPublicKey, random);
   const kek = hkdf(sharedSecret, new Uint8Array(0), KEK_INFO, AES_KEY_BYTES);
   try {
     const wrappedKey = aesGcmSeal(kek, ZERO_NONCE, mek, wrapAad(publisherId, topic, serial, recipient.deviceId, recipient.keyId));
