@@ -701,25 +701,23 @@ export class SecureSession {
       keyMessage = { topic: keyTopic, payload, serial, recipients: [...members.values()].map((m) => m.deviceId) };
     }
     const seq = this.takeSequence(now);
+    let blob: Uint8Array;
     if (compact) {
       const compactHeader = encodeCompactEnvelopeHeader({ senderId: this.deviceId, keySerial: key.serial, seq });
-      const ciphertext = aesGcmSeal(key.dataKey, compactNonce(seq), data, topicEnvelopeAad(topic, compactHeader));
-      const envelope = encodeCompactEnvelope(compactHeader, ciphertext);
-      key.packets++;
-      key.bytes += data.length;
-      return keyMessage ? { blob: envelope, compact, keyMessage, keySerial: key.serial } : { blob: envelope, compact, keySerial: key.serial };
+      blob = encodeCompactEnvelope(compactHeader, aesGcmSeal(key.dataKey, compactNonce(seq), data, topicEnvelopeAad(topic, compactHeader)));
+    } else {
+      const headerBytes = encodeTopicEnvelopeHeader({
+        senderId: this.deviceId,
+        senderKeyEpoch: this.provider.keyEpoch,
+        senderKeyId: this.provider.keyId,
+        sigAlgorithm: this.provider.sigAlgorithm,
+        keySerial: key.serial,
+        seq,
+        timestamp: BigInt(now),
+      });
+      const nonce = randomNonce();
+      blob = encodeEnvelopeBlob(headerBytes, nonce, aesGcmSeal(key.dataKey, nonce, data, topicEnvelopeAad(topic, headerBytes)));
     }
-    const headerBytes = encodeTopicEnvelopeHeader({
-      senderId: this.deviceId,
-      senderKeyEpoch: this.provider.keyEpoch,
-      senderKeyId: this.provider.keyId,
-      sigAlgorithm: this.provider.sigAlgorithm,
-      keySerial: key.serial,
-      seq,
-      timestamp: BigInt(now),
-    });
-    const nonce = randomNonce();
-    const blob = encodeEnvelopeBlob(headerBytes, nonce, aesGcmSeal(key.dataKey, nonce, data, topicEnvelopeAad(topic, headerBytes)));
     key.packets++;
     key.bytes += data.length;
     return keyMessage ? { blob, compact, keyMessage, keySerial: key.serial } : { blob, compact, keySerial: key.serial };
