@@ -61,6 +61,11 @@ export class Writer {
   }
 }
 
+/** Big-endian u32 at `at` (the top byte multiplied, not shifted: a JS shift would make it negative). */
+function u32At(b: Uint8Array, at: number): number {
+  return b[at] * 0x1000000 + ((b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]);
+}
+
 export class Reader {
   offset = 0;
   failure: Reason | undefined;
@@ -86,7 +91,7 @@ export class Reader {
     this.offset += n;
     if (n === 1) return b[at];
     if (n === 2) return (b[at] << 8) | b[at + 1];
-    return b[at] * 0x1000000 + ((b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]);
+    return u32At(b, at);
   }
 
   u64(): bigint | undefined {
@@ -95,9 +100,7 @@ export class Reader {
     const b = this.bytes;
     const at = this.offset;
     this.offset += 8;
-    const hi = b[at] * 0x1000000 + ((b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]);
-    const lo = b[at + 4] * 0x1000000 + ((b[at + 5] << 16) | (b[at + 6] << 8) | b[at + 7]);
-    return (BigInt(hi) << 32n) | BigInt(lo);
+    return (BigInt(u32At(b, at)) << 32n) | BigInt(u32At(b, at + 4));
   }
 
   take(n: number): Uint8Array | undefined {
